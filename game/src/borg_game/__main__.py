@@ -1,0 +1,124 @@
+"""`python -m borg_game`: run one agent of the hive with settings from CONFIG_* and .env."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import redis
+from loguru import logger
+
+from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
+from borg_game.codec import TransitionCodec
+from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
+from borg_game.settings import Settings, SettingsError, load_settings
+from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSink, TrainingLog
+
+AGENT_INDEX_KEY = "borg:agent_index"
+
+
+def connect_redis(url: str, stop: threading.Event) -> redis.Redis:
+    """Connect, retrying with backoff until Redis answers or a stop is requested."""
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    backoff = 0.5
+    while True:
+        try:
+            client.ping()
+            return client
+        except redis.AuthenticationError as error:
+            raise SystemExit(
+                f"Redis at {url} refused the credentials: {error}. Set the password in CONFIG_redis_url."
+            ) from None
+        except redis.ResponseError as error:
+            if "NOAUTH" in str(error) or "AUTH" in str(error):
+                raise SystemExit(
+                    f"Redis at {url} requires a password: {error}. Put it in CONFIG_redis_url (redis://:PASSWORD@host:port/0)."
+                ) from None
+            raise
+        except redis.ConnectionError as error:
+            logger.warning("Redis at {} not reachable ({}); retrying in {:.1f}s", url, error, backoff)
+            if stop.wait(backoff):
+                raise SystemExit("stopped while waiting for Redis") from None
+            backoff = min(backoff * 2, 10.0)
+
+
+def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
+    """The sample side chosen by CONFIG_replay_sampling."""
+    if settings.replay_sampling == "direct":
+        return DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
+    return MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
+
+
+def main() -> int:
+    """Entry point; returns the process exit code."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"borg-game: invalid settings: {error}", file=sys.stderr)
+        return 2
+    logger.remove()
+    logger.add(sys.stderr, level=settings.log_level, format="{time:HH:mm:ss} {level: <7} {extra[agent]} {message}")
+    logger.configure(extra={"agent": "-"})
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received {}: finishing the step, writing a checkpoint", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    client = connect_redis(settings.redis_url, stop)
+    if settings.agent_index is None:
+        # A unique index from the hive itself, so scaled replicas get distinct seeds and ids.
+        settings = settings.model_copy(update={"agent_index": int(client.incr(AGENT_INDEX_KEY)) - 1})
+    agent_id = settings.resolved_agent_id(default_hostname())
+    logger.configure(extra={"agent": agent_id})
+    logger.info("settings: {}", settings.model_dump(mode="json"))
+
+    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
+    writer = ReplayWriter(
+        client,
+        settings.replay_key,
+        settings.push_counter_key,
+        settings.replay_capacity,
+        batch_size=settings.push_batch_size,
+        queue_size=settings.push_queue_size,
+    )
+    sinks: list[Sink] = []
+    run_dir = tensorboard_run_dir(settings, agent_id)
+    if run_dir is not None:
+        sinks.append(TensorBoardSink(run_dir, settings.model_dump(mode="json")))
+    if settings.training_log_file is not None:
+        sinks.append(JsonLinesSink(settings.training_log_file))
+    training_log = TrainingLog(settings.run_id, agent_id, sinks)
+    services = AgentServices(
+        writer=writer,
+        sampler=build_sampler(settings, client, codec),
+        training_log=training_log,
+        status_board=StatusBoard(client, settings.run_id, agent_id),
+    )
+    started = time.monotonic()
+    try:
+        result = run_agent(settings, agent_id, services, stop)
+    finally:
+        writer.close(timeout=5.0)
+        training_log.close()
+    logger.info(
+        "done: {} steps, {} episodes, {} updates in {:.0f}s; pushed {}, dropped {}",
+        result.steps,
+        result.episodes,
+        result.updates,
+        time.monotonic() - started,
+        writer.pushed,
+        writer.dropped,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The Double DQN update as pure functions of tensors."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional
+
+
+def double_dqn_targets(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """TD targets of Double DQN (van Hasselt et al., 2016).
+
+    The online network picks the greedy next action, the target network values it: this
+    decoupling removes the overestimation of max over noisy target-network values (plain
+    DQN would use `next_q_target.max(1)`).
+    """
+    greedy_next_actions = next_q_online.argmax(dim=1, keepdim=True)
+    next_values = next_q_target.gather(1, greedy_next_actions).squeeze(1)
+    # A terminal next state has no future: only the reward counts.
+    return rewards + gamma * (1.0 - terminated) * next_values
+
+
+def plain_dqn_targets(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """TD targets of plain DQN (Mnih et al., 2015), kept to show what Double DQN changes."""
+    return rewards + gamma * (1.0 - terminated) * next_q_target.max(dim=1).values
+
+
+def td_loss(q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Huber loss between Q(s, a) of the actions taken and their (constant) TD targets."""
+    chosen_q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+    # Huber: quadratic near zero, linear for large errors, so rare big TD errors do not explode gradients.
+    return functional.smooth_l1_loss(chosen_q, targets.detach())
+
+
+def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
+    """Exploration rate decayed linearly from `start` to `end` over `decay_steps`."""
+    fraction = min(1.0, step / decay_steps)
+    return start + fraction * (end - start)

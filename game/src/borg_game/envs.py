@@ -1,0 +1,53 @@
+"""Environment construction: the Atari preprocessing stack for ALE ids, plain for the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def is_atari(env_id: str) -> bool:
+    """ALE environments get frame preprocessing and stacking."""
+    return env_id.startswith("ALE/")
+
+
+def make_env(
+    env_id: str,
+    seed: int,
+    repeat_action_probability: float = 0.25,
+    frame_stack: int = 4,
+    noop_max: int = 30,
+) -> gym.Env[Any, Any]:
+    """Build one environment; its observations are what the agent stores and learns from."""
+    if is_atari(env_id):
+        import ale_py
+
+        gym.register_envs(ale_py)
+        # frameskip=1 here: AtariPreprocessing does the skipping (with max-pooling over the
+        # last two frames); skipping twice would play every 16th frame.
+        env = gym.make(env_id, frameskip=1, repeat_action_probability=repeat_action_probability)
+        # First wrapper, so the episode statistics are the real game score and length.
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=noop_max, frame_skip=4, screen_size=84, grayscale_obs=True, scale_obs=False
+        )
+        env = gym.wrappers.FrameStackObservation(env, frame_stack)
+    else:
+        env = gym.make(env_id)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+    env.action_space.seed(seed)
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"{env_id} has action space {env.action_space}; DQN needs a Discrete one")
+    obs_space = env.observation_space
+    if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape is None:
+        raise ValueError(f"{env_id} has observation space {obs_space}; a Box is needed")
+    return env
+
+
+def observation_dtype(env: gym.Env[Any, Any]) -> np.dtype[Any]:
+    """The dtype observations are stored with."""
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Box)
+    return np.dtype(space.dtype)

@@ -1,0 +1,383 @@
+"""The hive's shared replay memory: one Redis list, a write side and two sample sides.
+
+Layout in Redis (every agent of the hive agrees on it):
+- `replay_key`: a list of protobuf `Transition` bytes, newest at the head (LPUSH), trimmed
+  to `capacity` with LTRIM;
+- `push_counter_key`: how many transitions were ever pushed, incremented in the same
+  MULTI/EXEC as the LPUSH. So the entry at list index i has sequence number `counter - i`,
+  which lets a reader fetch exactly the entries it has not seen yet with one LRANGE.
+
+Write side: `ReplayWriter` pushes from a background thread so that play never waits on
+Redis; its queue is bounded, and what overflows is counted and logged, never silently lost.
+Sample side: `MirrorSampler` (default) keeps a local copy of the hive's newest transitions,
+pulled incrementally, and samples it locally in O(1) per transition; `DirectSampler` samples
+straight from Redis with pipelined random LINDEX (O(N) in Redis per sample, kept to compare).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import redis
+from loguru import logger
+
+from borg_game.codec import CorruptTransitionError, TransitionCodec
+
+# Reads the entries with sequence numbers in (seen, seen + chunk], oldest chunk first, and
+# returns [pushed, new_seen, entries newest-first]. Atomic, so no push can slip in between
+# reading the counter and reading the list. A reader more than `capacity` behind skips to
+# what is still stored; a counter that went backwards (Redis lost its data) restarts it.
+_PULL_SCRIPT = """
+local pushed = tonumber(redis.call('GET', KEYS[2]) or '0')
+local seen = tonumber(ARGV[1])
+local chunk = tonumber(ARGV[2])
+local capacity = tonumber(ARGV[3])
+if seen > pushed then seen = 0 end
+if pushed - seen > capacity then seen = pushed - capacity end
+local high = math.min(pushed, seen + chunk)
+if high <= seen then return {pushed, seen, {}} end
+return {pushed, high, redis.call('LRANGE', KEYS[1], pushed - high, pushed - seen - 1)}
+"""
+
+
+class ReplayBatch(NamedTuple):
+    """A minibatch as numpy arrays, first axis the batch."""
+
+    observations: npt.NDArray[np.generic]
+    actions: npt.NDArray[np.int64]
+    rewards: npt.NDArray[np.float32]
+    next_observations: npt.NDArray[np.generic]
+    terminated: npt.NDArray[np.float32]
+    timestamps_ns: npt.NDArray[np.int64]
+
+
+class ReplaySampler(Protocol):
+    """The sample side of the replay memory."""
+
+    def sync(self) -> bool:
+        """Bring the sampler up to date with Redis; False when Redis could not be reached."""
+        ...
+
+    def size(self) -> int:
+        """How many transitions the sampler can draw from."""
+        ...
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
+        """A batch of distinct draws, or None when there is not enough to draw from."""
+        ...
+
+    @property
+    def hive_pushed(self) -> int:
+        """The hive's push counter as last seen: transitions pushed by all agents."""
+        ...
+
+    @property
+    def corrupt_entries(self) -> int:
+        """Stored entries skipped because they could not be decoded."""
+        ...
+
+
+def push_transaction(
+    pipeline: redis.client.Pipeline, key: str, counter_key: str, capacity: int, entries: list[bytes]
+) -> None:
+    """Queue one push of `entries` (oldest first) on a MULTI/EXEC pipeline."""
+    pipeline.lpush(key, *entries)
+    pipeline.ltrim(key, 0, capacity - 1)
+    pipeline.incrby(counter_key, len(entries))
+
+
+class ReplayWriter:
+    """Pushes encoded transitions to Redis in batches from a background thread."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        counter_key: str,
+        capacity: int,
+        batch_size: int = 64,
+        queue_size: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._key = key
+        self._counter_key = counter_key
+        self._capacity = capacity
+        self._batch_size = batch_size
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.pushed = 0
+        self.dropped = 0
+        self.push_errors = 0
+        self._in_flight = 0  # taken from the queue, not yet acknowledged by Redis
+        self._last_drop_log = 0.0
+        self._thread = threading.Thread(target=self._run, name="replay-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, entry: bytes) -> None:
+        """Queue one encoded transition; never blocks. A full queue drops it, counted and logged."""
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 5.0:
+                self._last_drop_log = now
+                logger.warning(
+                    "replay push queue full ({} waiting): {} transitions dropped so far; is Redis reachable?",
+                    self._queue.maxsize,
+                    self.dropped,
+                )
+
+    @property
+    def pending(self) -> int:
+        """Transitions queued and not yet pushed."""
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Push what is queued (waiting at most `timeout` seconds), then stop the thread.
+
+        What could not be pushed by then is added to `dropped` and logged.
+        """
+        deadline = time.monotonic() + timeout
+        while (self._queue.qsize() or self._in_flight) and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.01)
+        self._stop.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        with self._lock:
+            unpushed = self._queue.qsize() + self._in_flight
+            self.dropped += unpushed
+            self._in_flight = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if unpushed:
+            logger.warning("replay writer closed with {} transitions not pushed (dropped: {})", unpushed, self.dropped)
+
+    def _next_batch(self) -> list[bytes]:
+        try:
+            batch = [self._queue.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            with self._lock:
+                self._in_flight = len(batch)
+            while not self._stop.is_set():
+                try:
+                    pipeline = self._client.pipeline(transaction=True)
+                    push_transaction(pipeline, self._key, self._counter_key, self._capacity, batch)
+                    pipeline.execute()
+                except redis.RedisError as error:
+                    with self._lock:
+                        self.push_errors += 1
+                    logger.warning(
+                        "replay push of {} transitions failed ({}); retrying in {:.1f}s", len(batch), error, backoff
+                    )
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                with self._lock:
+                    self.pushed += len(batch)
+                    self._in_flight = 0
+                backoff = 0.1
+                break
+
+
+class _BatchAssembler:
+    """Decodes stored entries into preallocated batch arrays, skipping corrupt ones."""
+
+    def __init__(self, codec: TransitionCodec) -> None:
+        self._codec = codec
+        self.corrupt = 0
+
+    def assemble(self, entries: list[bytes]) -> ReplayBatch | None:
+        decoded = []
+        for entry in entries:
+            try:
+                decoded.append(self._codec.decode(entry))
+            except CorruptTransitionError as error:
+                self.corrupt += 1
+                logger.warning("skipped a corrupt replay entry: {}", error)
+        if not decoded:
+            return None
+        return ReplayBatch(
+            observations=np.stack([item.state for item in decoded]),
+            actions=np.fromiter((item.action for item in decoded), dtype=np.int64, count=len(decoded)),
+            rewards=np.fromiter((item.reward for item in decoded), dtype=np.float32, count=len(decoded)),
+            next_observations=np.stack([item.next_state for item in decoded]),
+            terminated=np.fromiter((item.terminated for item in decoded), dtype=np.float32, count=len(decoded)),
+            timestamps_ns=np.fromiter((item.timestamp_ns for item in decoded), dtype=np.int64, count=len(decoded)),
+        )
+
+
+class MirrorSampler:
+    """A local copy of the hive's newest transitions, pulled incrementally, sampled locally."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        counter_key: str,
+        capacity: int,
+        codec: TransitionCodec,
+        pull_chunk: int = 10_000,
+        max_pull_seconds: float = 0.5,
+    ) -> None:
+        self._client = client
+        self._keys = [key, counter_key]
+        self._capacity = capacity
+        self._codec = codec
+        self._pull_chunk = pull_chunk
+        self._max_pull_seconds = max_pull_seconds
+        self._pull = client.register_script(_PULL_SCRIPT)
+        self._entries: list[bytes] = []
+        self._cursor = 0  # where the next entry overwrites once the ring is full
+        self._seen = 0
+        self._pushed = 0
+        self._assembler = _BatchAssembler(codec)
+        self._corrupt_on_pull = 0
+        self._last_error_log = 0.0
+
+    @property
+    def hive_pushed(self) -> int:
+        """The hive's push counter as of the last pull."""
+        return self._pushed
+
+    @property
+    def corrupt_entries(self) -> int:
+        """Entries skipped as undecodable, on pull or on sample."""
+        return self._corrupt_on_pull + self._assembler.corrupt
+
+    def size(self) -> int:
+        """Transitions held locally."""
+        return len(self._entries)
+
+    def sync(self) -> bool:
+        """Pull every transition pushed since the last sync (bounded by max_pull_seconds)."""
+        deadline = time.monotonic() + self._max_pull_seconds
+        try:
+            while True:
+                pushed, new_seen, entries = self._pull(
+                    keys=self._keys, args=[self._seen, self._pull_chunk, self._capacity]
+                )
+                self._pushed = int(pushed)
+                self._seen = int(new_seen)
+                # LRANGE returned newest first; the ring wants oldest first.
+                for entry in reversed(entries):
+                    self._append(entry)
+                if self._seen >= self._pushed or time.monotonic() > deadline:
+                    return True
+        except redis.RedisError as error:
+            self._log_error(error)
+            return False
+
+    def _append(self, entry: bytes) -> None:
+        try:
+            self._codec.parse(entry)
+        except CorruptTransitionError as error:
+            self._corrupt_on_pull += 1
+            logger.warning("skipped a corrupt replay entry on pull ({} so far): {}", self._corrupt_on_pull, error)
+            return
+        if len(self._entries) < self._capacity:
+            self._entries.append(entry)
+        else:
+            self._entries[self._cursor] = entry
+            self._cursor = (self._cursor + 1) % self._capacity
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
+        """Uniform draws without replacement within the batch; None while too few are held."""
+        if len(self._entries) < batch_size:
+            return None
+        indices = (
+            rng.choice(len(self._entries), size=batch_size, replace=False)
+            if batch_size * 4 > len(self._entries)
+            else rng.integers(0, len(self._entries), size=batch_size)
+        )
+        return self._assembler.assemble([self._entries[int(index)] for index in indices])
+
+    def _log_error(self, error: redis.RedisError) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > 5.0:
+            self._last_error_log = now
+            logger.warning(
+                "replay mirror could not pull from Redis ({}); training on the {} transitions held",
+                error,
+                len(self._entries),
+            )
+
+
+class DirectSampler:
+    """Samples straight from the Redis list with pipelined random LINDEX (for comparison)."""
+
+    def __init__(self, client: redis.Redis, key: str, counter_key: str, codec: TransitionCodec) -> None:
+        self._client = client
+        self._key = key
+        self._counter_key = counter_key
+        self._length = 0
+        self._pushed = 0
+        self._assembler = _BatchAssembler(codec)
+        self._last_error_log = 0.0
+
+    @property
+    def hive_pushed(self) -> int:
+        """The hive's push counter as of the last sync."""
+        return self._pushed
+
+    @property
+    def corrupt_entries(self) -> int:
+        """Entries skipped as undecodable."""
+        return self._assembler.corrupt
+
+    def size(self) -> int:
+        """Length of the Redis list as of the last sync."""
+        return self._length
+
+    def sync(self) -> bool:
+        """Read the list length and the push counter."""
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.llen(self._key)
+            pipeline.get(self._counter_key)
+            length, pushed = pipeline.execute()
+        except redis.RedisError as error:
+            now = time.monotonic()
+            if now - self._last_error_log > 5.0:
+                self._last_error_log = now
+                logger.warning("direct replay sampler could not reach Redis: {}", error)
+            return False
+        self._length = int(length)
+        self._pushed = int(pushed or 0)
+        return True
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
+        """Fetch `batch_size` random entries in one round trip; None while the list is too short."""
+        if self._length < batch_size:
+            return None
+        indices = rng.choice(self._length, size=batch_size, replace=False)
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            for index in indices:
+                pipeline.lindex(self._key, int(index))
+            entries = [entry for entry in pipeline.execute() if entry is not None]
+        except redis.RedisError as error:
+            logger.warning("direct replay sample failed: {}", error)
+            return None
+        # Entries past the end (the list shrank since `sync`) are left out, not replaced by copies.
+        return self._assembler.assemble(entries)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from borg_game import transition_pb2 as pb
+from borg_game.codec import CorruptTransitionError, Transition, TransitionCodec
+
+
+def frame_stack_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    frames = rng.integers(0, 256, size=(5, 84, 84), dtype=np.uint8)
+    return frames[:4].copy(), frames[1:].copy()
+
+
+def test_frame_stack_round_trip_is_bit_exact_and_stores_one_new_frame() -> None:
+    rng = np.random.default_rng(0)
+    state, next_state = frame_stack_pair(rng)
+    codec = TransitionCodec()
+    transition = Transition(state, 3, -1.0, next_state, True, False, "agent-7", 12, 345, 1_700_000_000_000_000_000)
+    data = codec.encode(transition)
+    message = pb.Transition.FromString(data)
+    assert message.next_state_layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND
+    decoded = codec.decode(data)
+    assert decoded.state.dtype == np.uint8 and decoded.next_state.dtype == np.uint8
+    assert np.array_equal(decoded.state, state)
+    assert np.array_equal(decoded.next_state, next_state)
+    assert (decoded.action, decoded.reward, decoded.terminated, decoded.truncated) == (3, -1.0, True, False)
+    assert (decoded.agent_id, decoded.episode, decoded.step) == ("agent-7", 12, 345)
+    assert decoded.timestamp_ns == 1_700_000_000_000_000_000
+
+
+def test_stack_that_does_not_shift_is_stored_whole() -> None:
+    rng = np.random.default_rng(1)
+    state = rng.integers(0, 256, size=(4, 84, 84), dtype=np.uint8)
+    next_state = rng.integers(0, 256, size=(4, 84, 84), dtype=np.uint8)  # e.g. across a reset
+    codec = TransitionCodec()
+    data = codec.encode(Transition(state, 0, 0.0, next_state, False, True))
+    assert pb.Transition.FromString(data).next_state_layout == pb.NEXT_STATE_LAYOUT_FULL
+    assert np.array_equal(codec.decode(data).next_state, next_state)
+
+
+def test_float_vectors_round_trip() -> None:
+    state = np.array([0.1, -2.5, 3.25, 1e-7], dtype=np.float32)
+    next_state = np.array([0.2, -2.0, 3.0, 0.0], dtype=np.float32)
+    codec = TransitionCodec()
+    decoded = codec.decode(codec.encode(Transition(state, 1, 1.0, next_state, False, False)))
+    assert decoded.state.tobytes() == state.tobytes()
+    assert decoded.next_state.tobytes() == next_state.tobytes()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00\x01garbage" * 10, np.random.default_rng(2).bytes(300)],
+    ids=["empty", "garbage", "random"],
+)
+def test_foreign_bytes_are_refused(data: bytes) -> None:
+    with pytest.raises(CorruptTransitionError):
+        TransitionCodec().decode(data)
+
+
+def test_truncated_message_is_refused() -> None:
+    rng = np.random.default_rng(3)
+    state, next_state = frame_stack_pair(rng)
+    data = TransitionCodec().encode(Transition(state, 0, 0.0, next_state, False, False))
+    with pytest.raises(CorruptTransitionError):
+        TransitionCodec().decode(data[: len(data) // 2])
+
+
+def test_oversized_entry_is_refused_unparsed() -> None:
+    with pytest.raises(CorruptTransitionError, match="exceeds"):
+        TransitionCodec(max_entry_bytes=1024).decode(b"\x00" * 2048)

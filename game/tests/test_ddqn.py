@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from borg_game.ddqn import double_dqn_targets, linear_epsilon, plain_dqn_targets, td_loss
+
+
+def test_double_dqn_target_on_a_hand_computed_batch() -> None:
+    rewards = torch.tensor([1.0, 0.0, -1.0])
+    terminated = torch.tensor([0.0, 0.0, 1.0])
+    # Online net prefers action 0 in s'1 and action 2 in s'2; the target net disagrees.
+    next_q_online = torch.tensor([[5.0, 1.0, 0.0], [0.0, 1.0, 3.0], [9.0, 0.0, 0.0]])
+    next_q_target = torch.tensor([[2.0, 4.0, 0.0], [6.0, 1.0, 0.5], [7.0, 8.0, 9.0]])
+    gamma = 0.5
+    targets = double_dqn_targets(rewards, terminated, next_q_online, next_q_target, gamma)
+    # row 0: a' = 0 (online), Q_target(s', 0) = 2 -> 1 + 0.5 * 2 = 2.0
+    # row 1: a' = 2 (online), Q_target(s', 2) = 0.5 -> 0 + 0.5 * 0.5 = 0.25
+    # row 2: terminal -> -1
+    assert targets.tolist() == pytest.approx([2.0, 0.25, -1.0])
+    # Plain DQN takes the target net's max: 1 + 0.5 * 4 = 3.0 and 0.5 * 6 = 3.0.
+    plain = plain_dqn_targets(rewards, terminated, next_q_target, gamma)
+    assert plain.tolist() == pytest.approx([3.0, 3.0, -1.0])
+    assert not torch.allclose(targets, plain)
+
+
+def test_td_loss_uses_the_taken_actions_and_huber() -> None:
+    q_values = torch.tensor([[1.0, 5.0], [0.0, 0.0]], requires_grad=True)
+    actions = torch.tensor([1, 0])
+    targets = torch.tensor([5.5, 3.0])
+    loss = td_loss(q_values, actions, targets)
+    # errors 0.5 (quadratic: 0.125) and 3.0 (linear: 2.5) -> mean 1.3125
+    assert loss.item() == pytest.approx(1.3125)
+    loss.backward()  # type: ignore[no-untyped-call]
+    assert q_values.grad is not None
+    assert q_values.grad[0, 0].item() == 0.0  # untaken action gets no gradient
+
+
+def test_linear_epsilon_schedule() -> None:
+    assert linear_epsilon(0, 1.0, 0.1, 100) == pytest.approx(1.0)
+    assert linear_epsilon(50, 1.0, 0.1, 100) == pytest.approx(0.55)
+    assert linear_epsilon(10_000, 1.0, 0.1, 100) == pytest.approx(0.1)

@@ -1,0 +1,243 @@
+"""The shared replay memory against a real redis-server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from borg_game.codec import Transition, TransitionCodec
+from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_transaction
+
+KEY, COUNTER = "transitions", "transitions:pushed"
+
+
+def vector_transition(agent_id: str, step: int) -> Transition:
+    state = np.array([step, 0.5, -0.5, 1.0], dtype=np.float32)
+    return Transition(state, step % 2, 1.0, state + 1, False, False, agent_id, 0, step, time.time_ns())
+
+
+def stored(client: redis.Redis, start: int = 0, end: int = -1) -> list[bytes]:
+    entries = [entry for entry in client.lrange(KEY, start, end) if isinstance(entry, bytes)]
+    return entries
+
+
+def drain(writer: ReplayWriter, expected: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while writer.pushed < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.pushed == expected
+
+
+def test_two_agents_transitions_land_in_one_list(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    writers = [ReplayWriter(redis_client, KEY, COUNTER, capacity=1000, batch_size=8) for _ in range(2)]
+    for step in range(50):
+        for index, writer in enumerate(writers):
+            writer.add(codec.encode(vector_transition(f"agent-{index}", step)))
+    for writer in writers:
+        drain(writer, 50)
+        writer.close()
+    entries = stored(redis_client, 0, -1)
+    assert len(entries) == 100 == int(redis_client.get(COUNTER) or 0)
+    agents = {codec.decode(entry).agent_id for entry in entries}
+    assert agents == {"agent-0", "agent-1"}
+
+
+def test_list_never_exceeds_capacity(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=64, batch_size=10)
+    longest = 0
+    for step in range(500):
+        writer.add(codec.encode(vector_transition("a", step)))
+        if step % 50 == 0:
+            longest = max(longest, int(redis_client.llen(KEY)))
+    drain(writer, 500)
+    writer.close()
+    assert max(longest, int(redis_client.llen(KEY))) <= 64
+    assert int(redis_client.llen(KEY)) == 64
+    newest = codec.decode(stored(redis_client, 0, 0)[0])
+    assert newest.step == 499  # newest at the head
+
+
+def test_agent_b_samples_what_agent_a_pushed_bit_exact(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(40, 84, 84), dtype=np.uint8)
+    pushed = {}
+    writer_a = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000)
+    for step in range(36):
+        transition = Transition(
+            frames[step : step + 4],
+            step % 6,
+            float(step),
+            frames[step + 1 : step + 5],
+            False,
+            False,
+            "A",
+            0,
+            step,
+            step,
+        )
+        pushed[step] = transition
+        writer_a.add(codec.encode(transition))
+    drain(writer_a, 36)
+    writer_a.close()
+    for sampler in (
+        MirrorSampler(redis.Redis.from_url(_url(redis_client)), KEY, COUNTER, 1000, codec),
+        DirectSampler(redis_client, KEY, COUNTER, codec),
+    ):
+        assert sampler.sync()
+        assert sampler.size() == 36
+        batch = sampler.sample(16, np.random.default_rng(1))
+        assert batch is not None and len(batch.actions) == 16
+        for row in range(16):
+            step = int(batch.timestamps_ns[row])
+            original = pushed[step]
+            assert np.array_equal(batch.observations[row], original.state)
+            assert np.array_equal(batch.next_observations[row], original.next_state)
+            assert batch.actions[row] == original.action and batch.rewards[row] == original.reward
+
+
+def _url(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/0"
+
+
+def test_mirror_pulls_only_new_entries_in_order(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, capacity=100, codec=codec, pull_chunk=7)
+    assert mirror.sync() and mirror.size() == 0
+
+    def push(steps: range) -> None:
+        pipeline = redis_client.pipeline(transaction=True)
+        push_transaction(pipeline, KEY, COUNTER, 100, [codec.encode(vector_transition("a", step)) for step in steps])
+        pipeline.execute()
+
+    push(range(0, 30))
+    assert mirror.sync()
+    assert [codec.decode(entry).step for entry in mirror._entries] == list(range(30))
+    push(range(30, 45))
+    assert mirror.sync()
+    assert [codec.decode(entry).step for entry in mirror._entries] == list(range(45))
+    assert mirror.hive_pushed == 45
+    # Falling more than `capacity` behind: the mirror skips to what Redis still holds.
+    push(range(45, 400))
+    assert mirror.sync()
+    steps = sorted(codec.decode(entry).step for entry in mirror._entries)
+    assert len(steps) == 100 and steps == list(range(300, 400))
+
+
+def test_empty_memory_never_blocks_and_never_pads(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    rng = np.random.default_rng(0)
+    for sampler in (
+        MirrorSampler(redis_client, KEY, COUNTER, 100, codec),
+        DirectSampler(redis_client, KEY, COUNTER, codec),
+    ):
+        started = time.monotonic()
+        assert sampler.sync()
+        assert sampler.sample(32, rng) is None
+        assert time.monotonic() - started < 2.0
+    # One transition in memory: still no batch of 32 copies of it.
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=100)
+    writer.add(codec.encode(vector_transition("a", 1)))
+    drain(writer, 1)
+    writer.close()
+    for sampler in (
+        MirrorSampler(redis_client, KEY, COUNTER, 100, codec),
+        DirectSampler(redis_client, KEY, COUNTER, codec),
+    ):
+        assert sampler.sync()
+        assert sampler.sample(32, rng) is None
+
+
+def _pusher(url: str, name: str, count: int, batch: int) -> None:
+    client = redis.Redis.from_url(url)
+    codec = TransitionCodec()
+    for start in range(0, count, batch):
+        entries = [codec.encode(vector_transition(name, step)) for step in range(start, min(count, start + batch))]
+        pipeline = client.pipeline(transaction=True)
+        push_transaction(pipeline, KEY, COUNTER, 100_000, entries)
+        pipeline.execute()
+
+
+def test_counter_and_list_stay_consistent_under_concurrent_pushers(redis_client: redis.Redis) -> None:
+    url = _url(redis_client)
+    codec = TransitionCodec()
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, capacity=100_000, codec=codec, pull_chunk=50)
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_pusher, args=(url, f"p{index}", 2000, 7)) for index in range(4)]
+    for process in processes:
+        process.start()
+    # Pull while they push: every pull must see each agent's steps in order, without gaps.
+    while any(process.is_alive() for process in processes):
+        assert mirror.sync()
+        time.sleep(0.005)
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0
+    assert mirror.sync()
+    assert int(redis_client.get(COUNTER) or 0) == 8000
+    assert int(redis_client.llen(KEY)) == 8000
+    seen: dict[str, list[int]] = {}
+    for entry in mirror._entries:
+        decoded = codec.decode(entry)
+        seen.setdefault(decoded.agent_id, []).append(decoded.step)
+    for name in (f"p{index}" for index in range(4)):
+        assert seen[name] == list(range(2000)), f"{name}: mirror missed or reordered entries"
+    newest = [codec.decode(entry) for entry in stored(redis_client, 0, 249)]
+    # The head of the list is the 250 newest pushes: each agent's steps there are its latest ones.
+    for name in seen:
+        steps = [item.step for item in newest if item.agent_id == name]
+        assert steps == sorted(steps, reverse=True)
+        if steps:
+            assert steps[0] == 1999
+
+
+def test_full_queue_drops_are_counted_not_silent(redis_client: redis.Redis) -> None:
+    # A Redis that does not answer: the writer must neither block play nor lose count.
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    writer = ReplayWriter(dead, KEY, COUNTER, capacity=100, batch_size=4, queue_size=10)
+    codec = TransitionCodec()
+    started = time.monotonic()
+    for step in range(100):
+        writer.add(codec.encode(vector_transition("a", step)))
+    assert time.monotonic() - started < 1.0
+    deadline = time.monotonic() + 20
+    while writer.push_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.push_errors >= 1
+    writer.close(timeout=0.2)
+    assert writer.pushed == 0
+    assert writer.dropped == 100  # every transition accounted for: overflow plus what was never pushed
+
+
+@pytest.mark.parametrize("mode", ["mirror", "direct"])
+def test_corrupt_entries_are_skipped_and_counted(redis_client: redis.Redis, mode: str) -> None:
+    codec = TransitionCodec(max_entry_bytes=100_000)
+    good = [codec.encode(vector_transition("a", step)) for step in range(40)]
+    junk = [b"\xff" * 50, good[0][:10], b"\x00" * 200_000]
+    pipeline = redis_client.pipeline(transaction=True)
+    push_transaction(pipeline, KEY, COUNTER, 1000, good + junk)
+    pipeline.execute()
+    sampler = (
+        MirrorSampler(redis_client, KEY, COUNTER, 1000, codec)
+        if mode == "mirror"
+        else DirectSampler(redis_client, KEY, COUNTER, codec)
+    )
+    assert sampler.sync()
+    rng = np.random.default_rng(0)
+    drawn = 0
+    for _ in range(30):
+        batch = sampler.sample(8, rng)
+        assert batch is not None
+        drawn += len(batch.actions)
+    assert drawn > 0
+    if mode == "mirror":
+        assert sampler.corrupt_entries == 3 and sampler.size() == 40
+    else:
+        assert sampler.corrupt_entries >= 1
