@@ -15,14 +15,22 @@ from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_tr
 KEY, COUNTER = "transitions", "transitions:pushed"
 
 
-def vector_transition(agent_id: str, step: int) -> Transition:
-    state = np.array([step, 0.5, -0.5, 1.0], dtype=np.float32)
+def vector_transition(agent_id: str, step: int, agent_number: int = 0) -> Transition:
+    state = np.array([step, agent_number, -0.5, 1.0], dtype=np.float32)
     return Transition(state, step % 2, 1.0, state + 1, False, False, agent_id, 0, step, time.time_ns())
 
 
 def stored(client: redis.Redis, start: int = 0, end: int = -1) -> list[bytes]:
     entries = [entry for entry in client.lrange(KEY, start, end) if isinstance(entry, bytes)]
     return entries
+
+
+def mirror_rows(mirror: MirrorSampler) -> list[tuple[int, int]]:
+    """(agent_number, step) of every held transition, oldest first."""
+    store = mirror._store
+    assert store is not None and store.dense
+    order = np.roll(np.arange(store.size), -store.cursor) if store.size == store.capacity else np.arange(store.size)
+    return [(int(store.states[index, 1]), int(store.states[index, 0])) for index in order]
 
 
 def drain(writer: ReplayWriter, expected: int, timeout: float = 10.0) -> None:
@@ -119,15 +127,15 @@ def test_mirror_pulls_only_new_entries_in_order(redis_client: redis.Redis) -> No
 
     push(range(0, 30))
     assert mirror.sync()
-    assert [codec.decode(entry).step for entry in mirror._entries] == list(range(30))
+    assert [step for _, step in mirror_rows(mirror)] == list(range(30))
     push(range(30, 45))
     assert mirror.sync()
-    assert [codec.decode(entry).step for entry in mirror._entries] == list(range(45))
+    assert [step for _, step in mirror_rows(mirror)] == list(range(45))
     assert mirror.hive_pushed == 45
     # Falling more than `capacity` behind: the mirror skips to what Redis still holds.
     push(range(45, 400))
     assert mirror.sync()
-    steps = sorted(codec.decode(entry).step for entry in mirror._entries)
+    steps = sorted(step for _, step in mirror_rows(mirror))
     assert len(steps) == 100 and steps == list(range(300, 400))
 
 
@@ -155,11 +163,14 @@ def test_empty_memory_never_blocks_and_never_pads(redis_client: redis.Redis) -> 
         assert sampler.sample(32, rng) is None
 
 
-def _pusher(url: str, name: str, count: int, batch: int) -> None:
+def _pusher(url: str, number: int, count: int, batch: int) -> None:
     client = redis.Redis.from_url(url)
     codec = TransitionCodec()
     for start in range(0, count, batch):
-        entries = [codec.encode(vector_transition(name, step)) for step in range(start, min(count, start + batch))]
+        entries = [
+            codec.encode(vector_transition(f"p{number}", step, number))
+            for step in range(start, min(count, start + batch))
+        ]
         pipeline = client.pipeline(transaction=True)
         push_transaction(pipeline, KEY, COUNTER, 100_000, entries)
         pipeline.execute()
@@ -170,7 +181,7 @@ def test_counter_and_list_stay_consistent_under_concurrent_pushers(redis_client:
     codec = TransitionCodec()
     mirror = MirrorSampler(redis_client, KEY, COUNTER, capacity=100_000, codec=codec, pull_chunk=50)
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_pusher, args=(url, f"p{index}", 2000, 7)) for index in range(4)]
+    processes = [context.Process(target=_pusher, args=(url, index, 2000, 7)) for index in range(4)]
     for process in processes:
         process.start()
     # Pull while they push: every pull must see each agent's steps in order, without gaps.
@@ -184,9 +195,8 @@ def test_counter_and_list_stay_consistent_under_concurrent_pushers(redis_client:
     assert int(redis_client.get(COUNTER) or 0) == 8000
     assert int(redis_client.llen(KEY)) == 8000
     seen: dict[str, list[int]] = {}
-    for entry in mirror._entries:
-        decoded = codec.decode(entry)
-        seen.setdefault(decoded.agent_id, []).append(decoded.step)
+    for agent_number, step in mirror_rows(mirror):
+        seen.setdefault(f"p{agent_number}", []).append(step)
     for name in (f"p{index}" for index in range(4)):
         assert seen[name] == list(range(2000)), f"{name}: mirror missed or reordered entries"
     newest = [codec.decode(entry) for entry in stored(redis_client, 0, 249)]

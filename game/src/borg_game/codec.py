@@ -23,6 +23,19 @@ class CorruptTransitionError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ObservationSpec:
+    """Shape and dtype of one observation."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[np.generic]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one raw observation."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One step of experience, decoded."""
 
@@ -93,7 +106,10 @@ class TransitionCodec:
     def decode(self, data: bytes) -> Transition:
         """Decode stored bytes into arrays, bit-exact to what was encoded."""
         message = self.parse(data)
-        state, next_state = self._observations(message)
+        spec = self.spec(message)
+        state = np.empty(spec.shape, spec.dtype)
+        next_state = np.empty(spec.shape, spec.dtype)
+        self.fill(message.codec, message.next_state_layout, message.state, message.next_state, state, next_state)
         return Transition(
             state=state,
             action=message.action,
@@ -107,43 +123,53 @@ class TransitionCodec:
             timestamp_ns=message.timestamp_ns,
         )
 
-    def _observations(self, message: pb.Transition) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.generic]]:
+    def spec(self, message: pb.Transition) -> ObservationSpec:
+        """Shape and dtype of the message's observations, checked for plausibility."""
         try:
             dtype = np.dtype(message.dtype)
         except TypeError as error:
             raise CorruptTransitionError(f"bad dtype {message.dtype!r}: {error}") from None
-        shape = tuple(message.shape)
-        size = int(np.prod(shape)) * dtype.itemsize
-        if size > self._max_entry_bytes * 64:
+        shape = tuple(int(dimension) for dimension in message.shape)
+        if not shape or min(shape) <= 0:
+            raise CorruptTransitionError(f"bad observation shape {shape}")
+        if int(np.prod(shape)) * dtype.itemsize > self._max_entry_bytes * 64:
             raise CorruptTransitionError(f"shape {shape} of {dtype} is implausibly large")
-        state = self._array(message.state, message.codec, shape, dtype, size)
-        if message.next_state_layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND:
-            if len(shape) < 2:
-                raise CorruptTransitionError("stack-append layout needs a stacked observation")
-            frame_shape = shape[1:]
-            frame = self._array(message.next_state, message.codec, frame_shape, dtype, size // shape[0])
-            next_state = np.concatenate([state[1:], frame[np.newaxis]], axis=0)
-        elif message.next_state_layout == pb.NEXT_STATE_LAYOUT_FULL:
-            next_state = self._array(message.next_state, message.codec, shape, dtype, size)
-        else:
-            raise CorruptTransitionError(f"unknown next_state_layout {message.next_state_layout}")
-        return state, next_state
+        if message.next_state_layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND and len(shape) < 2:
+            raise CorruptTransitionError("stack-append layout needs a stacked observation")
+        return ObservationSpec(shape, dtype)
 
-    def _array(
-        self, blob: bytes, codec: int, shape: tuple[int, ...], dtype: np.dtype[np.generic], size: int
-    ) -> npt.NDArray[np.generic]:
+    def fill(
+        self,
+        codec: int,
+        layout: int,
+        state_blob: bytes,
+        next_blob: bytes,
+        state_out: npt.NDArray[np.generic],
+        next_out: npt.NDArray[np.generic],
+    ) -> None:
+        """Decompress one transition's observations into preallocated arrays of its shape."""
+        self._decompress_into(state_blob, codec, state_out)
+        if layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND:
+            next_out[:-1] = state_out[1:]
+            self._decompress_into(next_blob, codec, next_out[-1])
+        elif layout == pb.NEXT_STATE_LAYOUT_FULL:
+            self._decompress_into(next_blob, codec, next_out)
+        else:
+            raise CorruptTransitionError(f"unknown next_state_layout {layout}")
+
+    def _decompress_into(self, blob: bytes, codec: int, out: npt.NDArray[np.generic]) -> None:
         try:
             if codec == pb.CODEC_ZSTD:
-                raw = self._decompressor.decompress(blob, max_output_size=size)
+                raw = self._decompressor.decompress(blob, max_output_size=out.nbytes)
             elif codec == pb.CODEC_NONE:
                 raw = blob
             else:
                 raise CorruptTransitionError(f"unknown codec {codec}")
         except zstandard.ZstdError as error:
             raise CorruptTransitionError(f"zstd: {error}") from None
-        if len(raw) != size:
-            raise CorruptTransitionError(f"observation has {len(raw)} bytes, shape {shape} needs {size}")
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+        if len(raw) != out.nbytes:
+            raise CorruptTransitionError(f"observation has {len(raw)} bytes, shape {out.shape} needs {out.nbytes}")
+        out[...] = np.frombuffer(raw, dtype=out.dtype).reshape(out.shape)
 
 
 def _is_stack_append(state: npt.NDArray[np.generic], next_state: npt.NDArray[np.generic]) -> bool:

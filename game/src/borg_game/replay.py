@@ -26,7 +26,8 @@ import numpy.typing as npt
 import redis
 from loguru import logger
 
-from borg_game.codec import CorruptTransitionError, TransitionCodec
+from borg_game import transition_pb2 as pb
+from borg_game.codec import CorruptTransitionError, ObservationSpec, TransitionCodec
 
 # Reads the entries with sequence numbers in (seen, seen + chunk], oldest chunk first, and
 # returns [pushed, new_seen, entries newest-first]. Atomic, so no push can slip in between
@@ -227,6 +228,84 @@ class _BatchAssembler:
         )
 
 
+class _MirrorStore:
+    """The mirror's ring of transitions, column by column, like SB3's preallocated buffers.
+
+    Scalars live in numpy columns. Small observations (vectors) are decoded once on pull into
+    dense arrays; large ones (frame stacks) stay zstd-compressed, since decoded Pong stacks
+    would cost 56 KB a transition, and are decompressed straight into the batch on sample.
+    """
+
+    DENSE_LIMIT_BYTES = 1024
+
+    def __init__(self, capacity: int, spec: ObservationSpec) -> None:
+        self.capacity = capacity
+        self.spec = spec
+        self.size = 0
+        self.cursor = 0
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.timestamps_ns = np.zeros(capacity, dtype=np.int64)
+        self.dense = spec.nbytes <= self.DENSE_LIMIT_BYTES
+        if self.dense:
+            self.states = np.zeros((capacity, *spec.shape), dtype=spec.dtype)
+            self.next_states = np.zeros((capacity, *spec.shape), dtype=spec.dtype)
+        else:
+            self.state_blobs: list[bytes] = [b""] * capacity
+            self.next_blobs: list[bytes] = [b""] * capacity
+            self.codecs = np.zeros(capacity, dtype=np.int8)
+            self.layouts = np.zeros(capacity, dtype=np.int8)
+
+    def append(self, message: pb.Transition, codec: TransitionCodec) -> None:
+        slot = self.cursor
+        if self.dense:
+            codec.fill(
+                message.codec,
+                message.next_state_layout,
+                message.state,
+                message.next_state,
+                self.states[slot],
+                self.next_states[slot],
+            )
+        else:
+            self.state_blobs[slot] = message.state
+            self.next_blobs[slot] = message.next_state
+            self.codecs[slot] = message.codec
+            self.layouts[slot] = message.next_state_layout
+        self.actions[slot] = message.action
+        self.rewards[slot] = message.reward
+        self.terminated[slot] = message.terminated
+        self.timestamps_ns[slot] = message.timestamp_ns
+        self.cursor = (slot + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def gather(self, indices: npt.NDArray[np.int64], codec: TransitionCodec) -> ReplayBatch:
+        if self.dense:
+            observations, next_observations = self.states[indices], self.next_states[indices]
+        else:
+            shape = (len(indices), *self.spec.shape)
+            observations = np.empty(shape, dtype=self.spec.dtype)
+            next_observations = np.empty(shape, dtype=self.spec.dtype)
+            for row, index in enumerate(indices.tolist()):
+                codec.fill(
+                    int(self.codecs[index]),
+                    int(self.layouts[index]),
+                    self.state_blobs[index],
+                    self.next_blobs[index],
+                    observations[row],
+                    next_observations[row],
+                )
+        return ReplayBatch(
+            observations=observations,
+            actions=self.actions[indices],
+            rewards=self.rewards[indices],
+            next_observations=next_observations,
+            terminated=self.terminated[indices],
+            timestamps_ns=self.timestamps_ns[indices],
+        )
+
+
 class MirrorSampler:
     """A local copy of the hive's newest transitions, pulled incrementally, sampled locally."""
 
@@ -247,12 +326,10 @@ class MirrorSampler:
         self._pull_chunk = pull_chunk
         self._max_pull_seconds = max_pull_seconds
         self._pull = client.register_script(_PULL_SCRIPT)
-        self._entries: list[bytes] = []
-        self._cursor = 0  # where the next entry overwrites once the ring is full
+        self._store: _MirrorStore | None = None  # made at the first entry, which fixes the shape
         self._seen = 0
         self._pushed = 0
-        self._assembler = _BatchAssembler(codec)
-        self._corrupt_on_pull = 0
+        self._corrupt = 0
         self._last_error_log = 0.0
 
     @property
@@ -262,12 +339,12 @@ class MirrorSampler:
 
     @property
     def corrupt_entries(self) -> int:
-        """Entries skipped as undecodable, on pull or on sample."""
-        return self._corrupt_on_pull + self._assembler.corrupt
+        """Entries skipped on pull: undecodable, or of another observation shape than the hive's."""
+        return self._corrupt
 
     def size(self) -> int:
         """Transitions held locally."""
-        return len(self._entries)
+        return 0 if self._store is None else self._store.size
 
     def sync(self) -> bool:
         """Pull every transition pushed since the last sync (bounded by max_pull_seconds)."""
@@ -285,42 +362,41 @@ class MirrorSampler:
                 if self._seen >= self._pushed or time.monotonic() > deadline:
                     return True
         except redis.RedisError as error:
-            self._log_error(error)
+            now = time.monotonic()
+            if now - self._last_error_log > 5.0:
+                self._last_error_log = now
+                logger.warning(
+                    "replay mirror could not pull from Redis ({}); training on the {} transitions held",
+                    error,
+                    self.size(),
+                )
             return False
 
     def _append(self, entry: bytes) -> None:
         try:
-            self._codec.parse(entry)
+            message = self._codec.parse(entry)
+            spec = self._codec.spec(message)
+            if self._store is None:
+                self._store = _MirrorStore(self._capacity, spec)
+            elif spec != self._store.spec:
+                raise CorruptTransitionError(f"observation {spec} differs from the hive's {self._store.spec}")
+            self._store.append(message, self._codec)
         except CorruptTransitionError as error:
-            self._corrupt_on_pull += 1
-            logger.warning("skipped a corrupt replay entry on pull ({} so far): {}", self._corrupt_on_pull, error)
-            return
-        if len(self._entries) < self._capacity:
-            self._entries.append(entry)
-        else:
-            self._entries[self._cursor] = entry
-            self._cursor = (self._cursor + 1) % self._capacity
+            self._corrupt += 1
+            logger.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
-        """Uniform draws without replacement within the batch; None while too few are held."""
-        if len(self._entries) < batch_size:
+        """Uniform draws; None while fewer than `batch_size` transitions are held."""
+        store = self._store
+        if store is None or store.size < batch_size:
             return None
-        indices = (
-            rng.choice(len(self._entries), size=batch_size, replace=False)
-            if batch_size * 4 > len(self._entries)
-            else rng.integers(0, len(self._entries), size=batch_size)
-        )
-        return self._assembler.assemble([self._entries[int(index)] for index in indices])
-
-    def _log_error(self, error: redis.RedisError) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log > 5.0:
-            self._last_error_log = now
-            logger.warning(
-                "replay mirror could not pull from Redis ({}); training on the {} transitions held",
-                error,
-                len(self._entries),
-            )
+        # Distinct within the batch while the memory is small; with replacement (much cheaper)
+        # once a repeat is unlikely anyway.
+        if batch_size * 50 > store.size:
+            indices = rng.choice(store.size, size=batch_size, replace=False)
+        else:
+            indices = rng.integers(0, store.size, size=batch_size)
+        return store.gather(indices.astype(np.int64), self._codec)
 
 
 class DirectSampler:

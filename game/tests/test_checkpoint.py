@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from borg_game.checkpoint import (
+    CheckpointMismatchError,
+    atomic_torch_save,
+    checkpoint_path,
+    list_checkpoints,
+    load_newest,
+    prune_checkpoints,
+)
+from borg_game.redis_server import EmbeddedRedis
+from tests.conftest import spawn_agent
+
+COMPAT = {"env_id": "CartPole-v1", "observation_shape": [4], "num_actions": 2, "mlp_hidden_sizes": [8]}
+
+
+def payload(step: int, **compat: object) -> dict[str, object]:
+    return {"format": 1, "model": {"w": torch.ones(2) * step}, "step": step, "compatibility": {**COMPAT, **compat}}
+
+
+def test_newest_checkpoint_wins_and_old_ones_are_pruned(tmp_path: Path) -> None:
+    for step in (10, 20, 30, 40):
+        atomic_torch_save(payload(step), checkpoint_path(tmp_path, "a", step))
+        time.sleep(0.01)  # distinct mtimes
+    prune_checkpoints(tmp_path, "a", keep=2)
+    assert [path.name for path in list_checkpoints(tmp_path)] == [
+        "checkpoint-a-000000000040.pt",
+        "checkpoint-a-000000000030.pt",
+    ]
+    loaded = load_newest(tmp_path, COMPAT)
+    assert loaded is not None and loaded["step"] == 40
+
+
+def test_half_written_and_corrupt_files_are_never_read(tmp_path: Path) -> None:
+    atomic_torch_save(payload(10), checkpoint_path(tmp_path, "a", 10))
+    time.sleep(0.01)
+    # What a crash during a save leaves behind: a temp file, never renamed into place...
+    (tmp_path / ".tmp-abc.pt").write_bytes(b"\x80\x02partial")
+    # ...and a corrupt file with a checkpoint's name (e.g. a disk error).
+    checkpoint_path(tmp_path, "a", 20).write_bytes(b"not a checkpoint")
+    loaded = load_newest(tmp_path, COMPAT)
+    assert loaded is not None and loaded["step"] == 10
+
+
+def test_incompatible_checkpoint_names_the_mismatch(tmp_path: Path) -> None:
+    atomic_torch_save(payload(10, env_id="ALE/Pong-v5", num_actions=6), checkpoint_path(tmp_path, "a", 10))
+    with pytest.raises(CheckpointMismatchError, match=r"env_id: checkpoint has 'ALE/Pong-v5'.*num_actions"):
+        load_newest(tmp_path, COMPAT)
+
+
+def test_sigterm_writes_a_checkpoint_and_a_restart_continues_from_it(tmp_path: Path) -> None:
+    with EmbeddedRedis() as server:
+        settings = {
+            "redis_url": server.url,
+            "env_id": "CartPole-v1",
+            "agent_index": 0,
+            "agent_id": "solo",
+            "total_steps": 10_000_000,
+            "learning_starts": 200,
+            "epsilon_decay_steps": 1_000_000,
+            "eval_interval": 0,
+            "checkpoint_interval": 1_000_000,
+            "mlp_hidden_sizes": "16",
+            "tensorboard_dir": "",
+            "status_interval": 0.2,
+        }
+        agent = spawn_agent(tmp_path, **settings)
+        # Wait until it has played a while, as its status in Redis shows.
+        import redis
+
+        client = redis.Redis.from_url(server.url)
+        deadline = time.monotonic() + 120
+        step = 0
+        while step < 1500 and time.monotonic() < deadline:
+            raw = client.get("borg:status:borg-dqn:solo")
+            step = json.loads(raw)["step"] if raw else 0
+            time.sleep(0.1)
+        assert step >= 1500, "agent did not get going"
+        sent = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        output, _ = agent.communicate(timeout=30)
+        assert agent.returncode == 0, output
+        assert time.monotonic() - sent < 10, "SIGTERM took too long"
+        saved = list_checkpoints(tmp_path / "models")
+        assert len(saved) == 1
+        first = load_newest(tmp_path / "models", {})
+        assert first is not None
+        stopped_at, epsilon = first["step"], first["epsilon"]
+        assert stopped_at >= 1500
+        assert epsilon == pytest.approx(1.0 - stopped_at / 1_000_000 * 0.99)
+
+        settings["total_steps"] = stopped_at + 100
+        restarted = spawn_agent(tmp_path, **settings)
+        output, _ = restarted.communicate(timeout=120)
+        assert restarted.returncode == 0, output
+        assert f"starting at step {stopped_at}" in output
+        second = load_newest(tmp_path / "models", {})
+        assert second is not None and second["step"] == stopped_at + 100
+        assert second["epsilon"] < epsilon
+        # The optimizer state came along: Adam's step counter kept growing.
+        adam_steps = [state["step"] for state in second["optimizer"]["state"].values()]
+        first_adam_steps = [state["step"] for state in first["optimizer"]["state"].values()]
+        assert adam_steps[0] > first_adam_steps[0]

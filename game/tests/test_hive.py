@@ -1,0 +1,188 @@
+"""The local hive (`make run`) end to end: real processes, a real embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import torch
+
+from borg_game import transition_pb2 as pb
+from borg_game.checkpoint import list_checkpoints
+from tests.conftest import agent_environment
+
+# SB3 rl-zoo's DQN hyperparameters for CartPole-v1 (net [256, 256]).
+CARTPOLE = {
+    "env_id": "CartPole-v1",
+    "learning_rate": 2.3e-3,
+    "batch_size": 64,
+    "learning_starts": 1000,
+    "train_frequency": 256,
+    "gradient_steps": 128,
+    "target_update_interval": 10,
+    "epsilon_decay_steps": 8000,
+    "epsilon_end": 0.04,
+    "mlp_hidden_sizes": "256,256",
+    "clip_rewards": "false",
+    "eval_episodes": 10,
+    "eval_epsilon": 0.0,
+    "seed": 1,
+}
+
+
+def run_hive(tmp_path: Path, agents: int, timeout: float, **settings: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "borg_game.hive", "--agents", str(agents), "--progress-interval", "10"],
+        cwd=tmp_path,
+        env=agent_environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_log(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_agents_learn_cartpole_through_the_shared_memory(tmp_path: Path) -> None:
+    completed = run_hive(
+        tmp_path,
+        agents=2,
+        timeout=900,
+        total_steps=25_000,  # per agent: 50k hive steps
+        eval_interval=2500,
+        tensorboard_dir="",
+        training_log_file="log.jsonl",
+        **CARTPOLE,
+    )
+    assert completed.returncode == 0, completed.stderr
+    records = read_log(tmp_path / "log.jsonl")
+    evals = sorted(
+        (int(str(record["agent_step"])), float(str(record["eval_return_mean"])), str(record["agent_id"]))
+        for record in records
+        if record["type"] == "eval"
+    )
+    assert {agent for _, _, agent in evals} == {"agent-0", "agent-1"}
+    solved = [(step, score, agent) for step, score, agent in evals if score >= 195]
+    print("evaluations (agent step, mean return, agent):", evals)
+    assert solved, f"no evaluation reached 195 within 50k hive steps: {evals}"
+    step, score, agent = solved[0]
+    # Both agents played about as many steps, so the hive had played about twice this.
+    print(f"first evaluation >= 195: {agent} at agent step {step} (~{2 * step} hive steps), mean {score}")
+    # Each agent learned from the other's transitions too: its episodes interleave in one memory.
+    episodes = [record for record in records if record["type"] == "episode"]
+    assert max(int(str(record["hive_step"])) for record in episodes) > 25_000
+
+
+@pytest.mark.slow
+def test_pong_smoke_two_agents_learning_on_cpu(tmp_path: Path) -> None:
+    completed = run_hive(
+        tmp_path,
+        agents=2,
+        timeout=900,
+        env_id="ALE/Pong-v5",
+        total_steps=2500,
+        learning_starts=1000,
+        eval_interval=0,
+        checkpoint_interval=2000,
+        training_log_file="log.jsonl",
+        train_log_interval=50,
+        replay_capacity=4000,
+        **{"tensorboard_dir": "runs"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    checkpoints = list_checkpoints(tmp_path / "models")
+    assert {path.name.split("-")[2] for path in checkpoints} == {"0", "1"}  # checkpoint-agent-<i>-<step>
+    records = read_log(tmp_path / "log.jsonl")
+    assert any(record["type"] == "train" for record in records), "no training happened"
+    assert list((tmp_path / "runs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
+    losses = [float(str(record["loss"])) for record in records if record["type"] == "train"]
+    assert all(loss == loss and loss < 1e3 for loss in losses)  # finite
+
+
+def test_pong_transitions_in_redis_are_small_and_decode(tmp_path: Path) -> None:
+    """Bytes per Pong transition, as Redis accounts them (MEMORY USAGE of the list)."""
+    from borg_game.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        agent = subprocess.run(
+            [sys.executable, "-m", "borg_game"],
+            cwd=tmp_path,
+            env=agent_environment(
+                redis_url=server.url,
+                env_id="ALE/Pong-v5",
+                agent_index=0,
+                total_steps=1500,
+                learning="false",
+                eval_interval=0,
+                tensorboard_dir="",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert agent.returncode == 0, agent.stderr
+        client = redis.Redis.from_url(server.url)
+        count = int(client.llen("transitions"))
+        assert count == 1500 == int(client.get("transitions:pushed") or 0)
+        usage = int(client.memory_usage("transitions", samples=0) or 0)
+        per_transition = usage / count
+        print(f"Pong: {per_transition:.0f} bytes per transition in Redis ({count} transitions)")
+        assert per_transition < 2048
+        message = pb.Transition.FromString(client.lindex("transitions", 0) or b"")  # type: ignore[arg-type]
+        assert list(message.shape) == [4, 84, 84] and message.dtype == "|u1"
+        assert message.next_state_layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND
+
+
+def test_ctrl_c_stops_every_process_with_final_checkpoints(tmp_path: Path) -> None:
+    hive = subprocess.Popen(
+        [sys.executable, "-m", "borg_game.hive", "--agents", "2", "--progress-interval", "1"],
+        cwd=tmp_path,
+        env=agent_environment(
+            env_id="CartPole-v1",
+            total_steps=10_000_000,
+            learning_starts=500,
+            eval_interval=0,
+            checkpoint_interval=10_000_000,
+            mlp_hidden_sizes="32",
+            tensorboard_dir="",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    assert hive.stdout is not None
+    deadline = time.monotonic() + 120
+    progress_seen = False
+    lines = []
+    while time.monotonic() < deadline:
+        line = hive.stdout.readline()
+        lines.append(line)
+        if "agent-1 " in line and "step" in line:
+            progress_seen = True
+            break
+    assert progress_seen, "".join(lines)
+    children = [
+        int(pid)
+        for pid in subprocess.run(["pgrep", "-P", str(hive.pid)], capture_output=True, text=True).stdout.split()
+    ]
+    assert len(children) >= 3  # redis-server and two agents (plus the monitor when installed)
+    os.killpg(hive.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    output, _ = hive.communicate(timeout=60)
+    assert hive.returncode == 0, "".join(lines) + output
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    checkpoints = list_checkpoints(tmp_path / "models")
+    assert len(checkpoints) == 2
+    for path in checkpoints:
+        assert torch.load(path, weights_only=True)["step"] > 0
