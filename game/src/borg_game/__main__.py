@@ -13,36 +13,12 @@ from loguru import logger
 
 from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
 from borg_game.codec import TransitionCodec
+from borg_game.redis_access import RedisRefusedError, connect_redis
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings, SettingsError, load_settings
 from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSink, TrainingLog
 
 AGENT_INDEX_KEY = "borg:agent_index"
-
-
-def connect_redis(url: str, stop: threading.Event) -> redis.Redis:
-    """Connect, retrying with backoff until Redis answers or a stop is requested."""
-    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-    backoff = 0.5
-    while True:
-        try:
-            client.ping()
-            return client
-        except redis.AuthenticationError as error:
-            raise SystemExit(
-                f"Redis at {url} refused the credentials: {error}. Set the password in CONFIG_redis_url."
-            ) from None
-        except redis.ResponseError as error:
-            if "NOAUTH" in str(error) or "AUTH" in str(error):
-                raise SystemExit(
-                    f"Redis at {url} requires a password: {error}. Put it in CONFIG_redis_url (redis://:PASSWORD@host:port/0)."
-                ) from None
-            raise
-        except redis.ConnectionError as error:
-            logger.warning("Redis at {} not reachable ({}); retrying in {:.1f}s", url, error, backoff)
-            if stop.wait(backoff):
-                raise SystemExit("stopped while waiting for Redis") from None
-            backoff = min(backoff * 2, 10.0)
 
 
 def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
@@ -66,19 +42,24 @@ def main() -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received {}: finishing the step, writing a checkpoint", signal.Signals(signum).name)
+        # No logging here: the handler may interrupt a log call and loguru's lock is not reentrant.
+        # The loop sees `stop` within a step and logs why it stopped.
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    client = connect_redis(settings.redis_url, stop)
+    try:
+        client = connect_redis(settings.redis_url, stop)
+    except RedisRefusedError as error:
+        print(f"borg-game: {error}", file=sys.stderr)
+        return 2
     if settings.agent_index is None:
         # A unique index from the hive itself, so scaled replicas get distinct seeds and ids.
         settings = settings.model_copy(update={"agent_index": int(client.incr(AGENT_INDEX_KEY)) - 1})
     agent_id = settings.resolved_agent_id(default_hostname())
     logger.configure(extra={"agent": agent_id})
-    logger.info("settings: {}", settings.model_dump(mode="json"))
+    logger.info("settings: {}", settings.public_dump())
 
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
     writer = ReplayWriter(
@@ -92,9 +73,25 @@ def main() -> int:
     sinks: list[Sink] = []
     run_dir = tensorboard_run_dir(settings, agent_id)
     if run_dir is not None:
-        sinks.append(TensorBoardSink(run_dir, settings.model_dump(mode="json")))
+        sinks.append(TensorBoardSink(run_dir, settings.public_dump()))
     if settings.training_log_file is not None:
         sinks.append(JsonLinesSink(settings.training_log_file))
+    if settings.kafka_bootstrap_servers is not None:
+        from borg_game.kafka_sink import KafkaSink  # imports confluent_kafka: only when Kafka is configured
+
+        sinks.append(
+            KafkaSink(
+                settings.kafka_bootstrap_servers,
+                settings.training_log_topic,
+                key=agent_id,
+                buffer_messages=settings.kafka_buffer_messages,
+                message_timeout=settings.kafka_message_timeout,
+                linger_ms=settings.kafka_linger_ms,
+                compression=settings.kafka_compression,
+                flush_timeout=settings.kafka_flush_timeout,
+                client_id=f"borg-game-{agent_id}",
+            )
+        )
     training_log = TrainingLog(settings.run_id, agent_id, sinks)
     services = AgentServices(
         writer=writer,
@@ -106,6 +103,10 @@ def main() -> int:
     try:
         result = run_agent(settings, agent_id, services, stop)
     finally:
+        # The final checkpoint is written: a second Ctrl-C or the launcher's SIGTERM must not
+        # turn a clean exit into a kill while the last buffers are flushed and Python shuts down.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         writer.close(timeout=5.0)
         training_log.close()
     logger.info(

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 from dotenv import dotenv_values
 
+from borg_game.redis_access import redis_problem
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.settings import SettingsError, load_settings
 from borg_game.telemetry import read_statuses
@@ -183,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         environment["CONFIG_redis_url"] = embedded.url
         print(f"embedded Redis on {embedded.url}")
     redis_url = environment[config_keys.get("CONFIG_REDIS_URL", "CONFIG_redis_url")]
+    problem = redis_problem(redis_url)
+    if problem is not None:
+        print(f"borg-hive: {problem}", file=sys.stderr)
+        if embedded is not None:
+            embedded.stop()
+        return 2
     hive = Hive(args.agents, environment, args.state_dir / "logs")
     started = time.monotonic()
     exit_code = 0

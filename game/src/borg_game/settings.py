@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CONFIG_"
 
@@ -75,7 +76,8 @@ class Settings(BaseSettings):
     epsilon_start: float = Field(1.0, ge=0.0, le=1.0, description="Exploration rate at step 0.")
     epsilon_end: float = Field(0.01, ge=0.0, le=1.0, description="Exploration rate after the decay.")
     epsilon_decay_steps: int = Field(100_000, ge=1, description="Agent steps of the linear epsilon decay.")
-    mlp_hidden_sizes: tuple[int, ...] = Field(
+    # NoDecode: '64,64' is parsed by `_parse_sizes`, not as JSON.
+    mlp_hidden_sizes: Annotated[tuple[int, ...], NoDecode] = Field(
         (256, 256), description="Hidden layers of the MLP used for vector observations, e.g. '64,64'."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device; auto uses CUDA when present.")
@@ -121,6 +123,33 @@ class Settings(BaseSettings):
         None, description="Also append training-log records to this JSON-lines file."
     )
 
+    # --- Kafka (training log here; the memory monitor reads the same kafka_* keys) -------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Kafka brokers 'host:port[,host:port]' for the JSON telemetry; unset: no Kafka."
+    )
+    training_log_topic: str = Field("training_log", min_length=1, description="Kafka topic of training-log messages.")
+    kafka_buffer_messages: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Messages held while Kafka is unreachable; beyond it new ones are dropped and counted.",
+    )
+    kafka_message_timeout: float = Field(
+        0.0,
+        ge=0.0,
+        le=2_000_000.0,
+        description="Seconds a message may wait for Kafka, then it counts as failed (0: no limit but the buffer).",
+    )
+    kafka_linger_ms: int = Field(
+        200, ge=0, le=900_000, description="Milliseconds a message waits to be batched with the next ones."
+    )
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "zstd", description="Compression of Kafka message batches."
+    )
+    kafka_flush_timeout: float = Field(
+        5.0, ge=0.0, description="Seconds spent at shutdown delivering buffered messages; the rest is counted."
+    )
+
     @field_validator("mlp_hidden_sizes", mode="before")
     @classmethod
     def _parse_sizes(cls, value: Any) -> Any:
@@ -129,7 +158,9 @@ class Settings(BaseSettings):
             return tuple(int(part) for part in text.split(",") if part.strip())
         return value
 
-    @field_validator("tensorboard_dir", "training_log_file", "agent_index", "agent_id", mode="before")
+    @field_validator(
+        "tensorboard_dir", "training_log_file", "agent_index", "agent_id", "kafka_bootstrap_servers", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -141,6 +172,14 @@ class Settings(BaseSettings):
         if any(size <= 0 for size in self.mlp_hidden_sizes):
             raise ValueError(f"mlp_hidden_sizes must be positive integers, got {self.mlp_hidden_sizes}")
         return self
+
+    def public_dump(self) -> dict[str, Any]:
+        """All settings as JSON values with passwords masked: for logs, TensorBoard, checkpoints."""
+        dump = self.model_dump(mode="json")
+        for name, value in dump.items():
+            if isinstance(value, str) and "://" in value:
+                dump[name] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
+        return dump
 
     def resolved_agent_id(self, hostname: str) -> str:
         """This agent's name: the configured one, else '<host>-<index>'."""
@@ -190,7 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         file_values = dotenv_values(env_file)
         check_unknown_keys(file_values, str(env_file))
     # Values are passed explicitly so that `environ` may differ from os.environ (tests).
-    merged = {
+    merged: dict[str, Any] = {
         key[len(ENV_PREFIX) :].lower(): value
         for key, value in file_values.items()
         if key.upper().startswith(ENV_PREFIX)
@@ -199,7 +238,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         {key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.upper().startswith(ENV_PREFIX)}
     )
     try:
-        return Settings.model_validate(merged)
+        # Explicit values outrank every other source, so the result depends on `environ` alone.
+        return Settings(_env_file=None, **merged)  # type: ignore[call-arg]  # pydantic-settings init kwarg
     except ValidationError as error:
         raise SettingsError(_describe_validation_error(error)) from None
 

@@ -1,0 +1,167 @@
+"""Running a local hive (`python -m borg_game.hive`) for a learning benchmark, and reading its log.
+
+The hive runs exactly as `make run` runs it, configured only through CONFIG_ variables; its
+agents append every training-log record to one JSON-lines file (CONFIG_training_log_file),
+from which the learning curve is read: each evaluation placed at the hive's total steps at
+that moment (every agent's step count, interpolated from its own records' timestamps) and at
+the seconds since the hive was launched (start-up included, as it is for any run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Record = dict[str, Any]
+
+
+@dataclass
+class EvalPoint:
+    """One evaluation of one agent, placed on the hive's clock."""
+
+    agent_id: str
+    agent_step: int
+    hive_steps: float
+    seconds: float
+    mean_return: float
+
+
+@dataclass
+class HiveRun:
+    """A finished run: its records, when it was launched, how it ended."""
+
+    records: list[Record]
+    launched_at: float
+    wall_seconds: float
+    returncode: int
+    stopped_early: bool
+
+
+def config_environment(settings: Mapping[str, object]) -> dict[str, str]:
+    """This process's environment without its CONFIG_ keys, plus `settings` as CONFIG_ keys."""
+    environment = {key: value for key, value in os.environ.items() if not key.upper().startswith("CONFIG_")}
+    for key, value in settings.items():
+        environment[f"CONFIG_{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def read_log(path: Path) -> list[Record]:
+    """The records of a JSON-lines training log (a partly written last line is skipped)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def epoch_seconds(timestamp: str) -> float:
+    """An ISO 8601 record timestamp ('...Z') as seconds since the epoch."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def run_hive(
+    agents: int,
+    settings: Mapping[str, object],
+    workdir: Path,
+    timeout: float,
+    stop_when: Callable[[list[Record]], bool] | None = None,
+    poll_seconds: float = 5.0,
+) -> HiveRun:
+    """Run `python -m borg_game.hive` in `workdir` until done, `stop_when(records)` or `timeout`.
+
+    A stop is a SIGINT, as Ctrl-C would send: the agents write final checkpoints and exit.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "training_log.jsonl"
+    environment = config_environment({**settings, "training_log_file": log_path})
+    command = [sys.executable, "-m", "borg_game.hive", "--agents", str(agents), "--progress-interval", "30"]
+    launched_at = time.time()
+    stopped_early = False
+    with (workdir / "hive.out").open("wb") as output:
+        process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            while process.poll() is None:
+                time.sleep(poll_seconds)
+                if time.time() - launched_at > timeout or (stop_when is not None and stop_when(read_log(log_path))):
+                    stopped_early = True
+                    process.send_signal(signal.SIGINT)
+                    process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return HiveRun(read_log(log_path), launched_at, time.time() - launched_at, process.returncode, stopped_early)
+
+
+def eval_curve(records: Sequence[Record], launched_at: float) -> list[EvalPoint]:
+    """Every evaluation, at the hive's total steps and the seconds since launch, in time order."""
+    progress: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for record in records:
+        if "agent_step" in record:
+            moment = epoch_seconds(str(record["timestamp"]))
+            progress[str(record["agent_id"])].append((moment, int(record["agent_step"])))
+    timelines = {agent: sorted(points) for agent, points in progress.items()}
+
+    def hive_steps_at(moment: float) -> float:
+        total = 0.0
+        for points in timelines.values():
+            times = np.array([point[0] for point in points])
+            steps = np.array([point[1] for point in points], dtype=np.float64)
+            total += float(np.interp(moment, times, steps, left=0.0))
+        return total
+
+    points = []
+    for record in records:
+        if record.get("type") != "eval":
+            continue
+        moment = epoch_seconds(str(record["timestamp"]))
+        points.append(
+            EvalPoint(
+                agent_id=str(record["agent_id"]),
+                agent_step=int(record["agent_step"]),
+                hive_steps=hive_steps_at(moment),
+                seconds=moment - launched_at,
+                mean_return=float(record["eval_return_mean"]),
+            )
+        )
+    return sorted(points, key=lambda point: point.seconds)
+
+
+def first_reaching(curve: Sequence[EvalPoint], threshold: float) -> EvalPoint | None:
+    """The earliest evaluation whose mean return reaches `threshold`."""
+    return next((point for point in curve if point.mean_return >= threshold), None)
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Median over every run (one that never got there counts as infinitely late), min and max.
+
+    The median is None when half the runs or more never got there.
+    """
+    reached = sorted(value for value in values if value is not None)
+    ordered = reached + [float("inf")] * (len(values) - len(reached))
+    median = statistics.median(ordered) if ordered else None
+    return {
+        "runs": len(values),
+        "reached": len(reached),
+        "median": median if median is not None and median != float("inf") else None,
+        "min": reached[0] if reached else None,
+        "max": reached[-1] if reached else None,
+    }

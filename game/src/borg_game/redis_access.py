@@ -1,0 +1,71 @@
+"""Connecting to the hive's Redis: retries while it is down, clear words when it refuses us."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import redis
+from loguru import logger
+
+
+def redacted(url: str) -> str:
+    """host:port/db of a redis:// URL, without any password (safe for logs)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def _auth_problem(url: str, error: redis.RedisError) -> str | None:
+    where = redacted(url)
+    has_password = bool(urlsplit(url).password)
+    text = str(error)
+    if isinstance(error, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
+        if not has_password:
+            return (
+                f"Redis at {where} requires a password: set CONFIG_redis_url=redis://:PASSWORD@{where} "
+                "(compose: REDIS_PASSWORD in .env)"
+            )
+        return f"Redis at {where} rejected the password in CONFIG_redis_url"
+    if "NOPERM" in text:
+        return f"Redis at {where}: the user in CONFIG_redis_url lacks a permission ({text})"
+    return None
+
+
+def redis_problem(url: str) -> str | None:
+    """Why Redis at `url` cannot be used right now (a message a person can act on), or None."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return _auth_problem(url, error) or f"Redis at {redacted(url)} is not usable: {error}"
+    finally:
+        client.close()
+    return None
+
+
+class RedisRefusedError(RuntimeError):
+    """Redis answers but will not let us in; retrying cannot help."""
+
+
+def connect_redis(url: str, stop: threading.Event) -> redis.Redis:
+    """Connect, retrying with backoff while Redis is unreachable, until a stop is requested.
+
+    Raises RedisRefusedError at once for a missing or wrong password.
+    """
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    backoff = 0.5
+    while True:
+        try:
+            client.ping()
+            return client
+        except redis.ConnectionError as error:
+            problem = _auth_problem(url, error)
+            if problem:
+                raise RedisRefusedError(problem) from None
+            logger.warning("Redis at {} not reachable ({}); retrying in {:.1f}s", redacted(url), error, backoff)
+        except redis.ResponseError as error:
+            problem = _auth_problem(url, error)
+            raise RedisRefusedError(problem or f"Redis at {redacted(url)}: {error}") from None
+        if stop.wait(backoff):
+            raise RedisRefusedError("stopped while waiting for Redis")
+        backoff = min(backoff * 2, 10.0)
