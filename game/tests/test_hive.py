@@ -186,3 +186,36 @@ def test_ctrl_c_stops_every_process_with_final_checkpoints(tmp_path: Path) -> No
     assert len(checkpoints) == 2
     for path in checkpoints:
         assert torch.load(path, weights_only=True)["step"] > 0
+
+
+@pytest.mark.slow
+def test_two_minute_soak_of_four_agents_ends_clean(tmp_path: Path) -> None:
+    """The CI variant of `make soak`: 4 Pong agents learning for 2 minutes, then Ctrl-C."""
+    report = tmp_path / "soak.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "borg_game.soak",
+            "--minutes",
+            "2",
+            "--agents",
+            "4",
+            "--interval",
+            "15",
+            "--workdir",
+            str(tmp_path / "soak"),
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(completed.stdout[-3000:])
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["tracebacks"] == 0 and result["crashed"] == []
+    last = result["samples"][-1]
+    assert {f"agent-{index}" for index in range(4)} <= set(last["rss_mib"])
+    assert last["pushed"] > 0

@@ -58,6 +58,13 @@ class EmbeddedRedis:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        """Process id of the running server."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         """redis:// URL of this server, with the password when one is set."""
         auth = f":{self.password}@" if self.password else ""

@@ -120,7 +120,7 @@ def main() -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received {}: stopping", signal.Signals(signum).name)
+        # No logging here: the handler may interrupt a log call and loguru's lock is not reentrant.
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -133,6 +133,9 @@ def main() -> int:
     try:
         published = run_monitor(settings, probe, publisher, stop)
     finally:
+        # Stopping already: a second Ctrl-C or the launcher's SIGTERM must not kill the flush.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if publisher is not None:
             publisher.close()
         client.close()
