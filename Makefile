@@ -5,20 +5,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AGENTS ?= 2
 ENV ?=
-SERVICES := game
+# Python projects of the repo, each with src/, tests/ and dev/test dependency groups.
+SERVICES := game monitor harness
+SOAK_MINUTES ?= 30
+KAFKA_DEV_PORT ?= 9092
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-game lint proto lock clean
+.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # One environment for every service of the repo, pinned by constraints.txt (what the images install).
-$(VENV)/.installed: game/pyproject.toml constraints.txt
+$(VENV)/.installed: $(foreach service,$(SERVICES),$(service)/pyproject.toml) tests/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
-		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test)
+		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test) \
+		--group tests/pyproject.toml:test
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv with every service, dev and test tools
@@ -26,13 +30,42 @@ install: $(VENV)/.installed  ## create .venv with every service, dev and test to
 run: install  ## the local hive: AGENTS=2 agents on an embedded Redis (ENV=CartPole-v1 for a quick one)
 	$(BIN)/python -m borg_game.hive --agents $(AGENTS) $(if $(ENV),--env-id $(ENV))
 
-test: install  ## every test, against real servers on loopback
+# One pytest run per project: each has its own `tests` package and settings.
+test: install kafka-jars stack-tools  ## every test, against real servers on loopback
 	cd game && ../$(BIN)/python -m pytest
+	cd monitor && ../$(BIN)/python -m pytest
+	cd harness && ../$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests
+
+soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
+	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
+
+stack-tools: install  ## Docker Compose (built with Go) and the Elasticsearch zip for the stack tests (once, into ~/.cache/borg-dqn)
+	bash harness/install-compose.sh
+	$(BIN)/python -m borg_harness.search_server --install-only
+
+up: .env  ## the full stack in Docker: AGENTS=2 agents, Kafka, Elasticsearch, Kibana (docs/full-stack.md)
+	docker compose up --detach --build --scale game=$(AGENTS)
+	@echo "dashboard: http://localhost:5601/app/dashboards#/view/borg-dqn (ready once kibana-setup has exited 0)"
+
+down:  ## stop the full stack; its volumes (checkpoints, replay memory, indices) stay
+	docker compose down
+
+.env:
+	cp .env.example .env
+	@echo "created .env from .env.example"
+
+kafka-jars: install  ## fetch the Kafka broker jars with mvn (once, into ~/.cache/borg-dqn) for tests and `make kafka`
+	$(BIN)/python -m borg_harness.kafka_broker --install-only
+
+kafka: kafka-jars  ## a Kafka broker for development, in the foreground on 127.0.0.1:9092 (KAFKA_DEV_PORT=...)
+	$(BIN)/python -m borg_harness.kafka_broker --port $(KAFKA_DEV_PORT) --data-dir .hive/kafka
 
 lint: install  ## ruff and mypy --strict on every service
-	$(BIN)/ruff check $(SERVICES)
-	$(BIN)/ruff format --check $(SERVICES)
+	$(BIN)/ruff check $(SERVICES) tests
+	$(BIN)/ruff format --check $(SERVICES) tests
 	$(foreach service,$(SERVICES),(cd $(service) && ../$(BIN)/mypy src tests) &&) true
+	cd tests && ../$(BIN)/mypy .
 
 proto: install  ## regenerate the Python code of proto/transition.proto
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=game/src/borg_game --pyi_out=game/src/borg_game proto/transition.proto
@@ -42,3 +75,22 @@ lock: install  ## re-pin constraints.txt from the current environment
 
 clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and models/
 	rm -rf .hive
+
+# --- benchmarks (docs/benchmarks.md): programs that print ratios measured side by side ---
+BENCH_ARGS ?=
+.PHONY: bench bench-learn bench-pong bench-tools
+
+$(VENV)/.bench-installed: $(VENV)/.installed game/pyproject.toml
+	$(BIN)/python -m pip install --quiet -c constraints.txt --group game/pyproject.toml:bench
+	touch $@
+
+bench-tools: $(VENV)/.bench-installed  ## the benchmarks' extra tools (SB3, matplotlib, profilers)
+
+bench: install kafka-jars bench-tools  ## replay, agent loop, telemetry vs the 2023 reference -> bench-results.json
+	$(BIN)/python game/benchmarks/throughput.py $(BENCH_ARGS)
+
+bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's DQN, 3 seeds (15-30 min on 2 cores)
+	$(BIN)/python game/benchmarks/cartpole_learning.py $(BENCH_ARGS)
+
+bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluation mean of 18 (curve PNG + TensorBoard)
+	$(BIN)/python game/benchmarks/pong_learning.py --agents $(AGENTS) $(BENCH_ARGS)

@@ -1,0 +1,341 @@
+"""Fixtures of the full-stack tests: the repository's stack files, the compose model as a real
+compose implementation renders it, and real servers (Redis, Kafka, Elasticsearch) fed by the
+real game and monitor processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from borg_game.redis_server import EmbeddedRedis
+from borg_harness.compose import compose_config
+from borg_harness.kafka_broker import KafkaBroker
+from borg_harness.search_server import SearchServer
+from confluent_kafka import Consumer, KafkaError
+from dotenv import dotenv_values
+
+from logstash_config import IndexRequest, Pipeline, PipelineEmulator, parse_pipeline
+from search_client import es_request
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+COMPOSE_CPU_FILE = REPO_ROOT / "compose.cpu.yaml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+PIPELINE_FILE = REPO_ROOT / "logstash" / "pipeline" / "borg.conf"
+TEMPLATE_DIR = REPO_ROOT / "elasticsearch" / "templates"
+DASHBOARD_FILE = REPO_ROOT / "kibana" / "dashboard.ndjson"
+SCHEMA_DIR = REPO_ROOT / "schemas"
+
+# Topic -> JSON Schema of its messages.
+SCHEMAS = {"training_log": "training_log.schema.json", "memory_monitoring": "memory_monitoring.schema.json"}
+
+# Two CartPole agents with a tiny budget: every record type (episode, train, eval) within seconds.
+AGENTS = 2
+AGENT_SETTINGS = {
+    "env_id": "CartPole-v1",
+    "total_steps": 6000,
+    "learning_starts": 200,
+    "epsilon_decay_steps": 3000,
+    "train_log_interval": 20,
+    "eval_interval": 2000,
+    "eval_episodes": 3,
+    "mlp_hidden_sizes": "32,32",
+    "replay_capacity": 5000,
+    "checkpoint_interval": 100_000,
+    "tensorboard_dir": "",
+    "model_store": "models",
+    # Each agent its own run: a late starter must not resume from a finished agent's checkpoint.
+    "resume": "false",
+}
+MONITOR_POLL_INTERVAL = 0.5
+
+
+def env_example_values() -> dict[str, str]:
+    """The keys .env.example sets (commented-out lines are defaults, not settings)."""
+    return {key: value or "" for key, value in dotenv_values(ENV_EXAMPLE).items()}
+
+
+def load_saved_objects() -> list[dict[str, Any]]:
+    """The objects of kibana/dashboard.ndjson, one per line."""
+    return [json.loads(line) for line in DASHBOARD_FILE.read_text().splitlines() if line.strip()]
+
+
+def load_templates() -> dict[str, dict[str, Any]]:
+    """Index template name (file stem) -> template body."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(TEMPLATE_DIR.glob("*.json"))}
+
+
+def load_schema(topic: str) -> dict[str, Any]:
+    """The JSON Schema of a topic's messages."""
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMAS[topic]).read_text())
+    return schema
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def compose_project(directory: Path, env_text: str) -> Path:
+    """A project directory that looks like the repository with `env_text` as its .env.
+
+    compose resolves `env_file: .env` and the build and bind paths against the project
+    directory, and the developer's own .env must neither be needed nor read: so the
+    repository's entries are symlinked into a fresh directory beside a .env of our own.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in REPO_ROOT.iterdir():
+        if entry.name not in (".env", ".git"):
+            (directory / entry.name).symlink_to(entry)
+    (directory / ".env").write_text(env_text)
+    return directory
+
+
+def render_compose(directory: Path, files: list[str], env_text: str | None = None) -> dict[str, Any]:
+    """`compose config` of the repository's compose files with .env.example (or `env_text`) as .env."""
+    project = compose_project(directory, ENV_EXAMPLE.read_text() if env_text is None else env_text)
+    return compose_config(project, project / ".env", [project / name for name in files])
+
+
+@pytest.fixture(scope="session")
+def compose_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """compose.yaml as compose renders it with .env.example as .env."""
+    return render_compose(tmp_path_factory.mktemp("compose"), ["compose.yaml"])
+
+
+@pytest.fixture(scope="session")
+def compose_cpu_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """compose.yaml with the CPU override."""
+    return render_compose(tmp_path_factory.mktemp("compose-cpu"), ["compose.yaml", "compose.cpu.yaml"])
+
+
+# --------------------------------------------------------------------------- Logstash
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Pipeline:
+    """logstash/pipeline/borg.conf, parsed."""
+    return parse_pipeline(PIPELINE_FILE.read_text())
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory, pipeline: Pipeline) -> Iterator[tuple[SearchServer, StackRun]]:
+    """A real Elasticsearch node, and the messages of a real run (`stack_run`): the node
+    boots in the background while the agents play, which saves most of its start time."""
+    server = SearchServer()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        starting = pool.submit(server.start)
+        try:
+            run = produce_stack_messages(tmp_path_factory.mktemp("stack"), pipeline)
+            starting.result()
+            yield server, run
+        finally:
+            wait([starting])
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def search_server(servers: tuple[SearchServer, StackRun]) -> SearchServer:
+    """A real Elasticsearch node (the harness's integ-test distribution)."""
+    return servers[0]
+
+
+@pytest.fixture(scope="session")
+def stack_run(servers: tuple[SearchServer, StackRun]) -> StackRun:
+    """What two real agents and the real monitor produced to a real Kafka broker."""
+    return servers[1]
+
+
+def run_template_setup(url: str, template_dir: Path = TEMPLATE_DIR) -> subprocess.CompletedProcess[str]:
+    """Run elasticsearch/setup.sh, the script compose's elasticsearch-setup runs."""
+    environment = {**os.environ, "ELASTICSEARCH_URL": url, "TEMPLATE_DIR": str(template_dir)}
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "elasticsearch" / "setup.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def templates_installed(search_server: SearchServer) -> subprocess.CompletedProcess[str]:
+    """The index templates, installed by the setup script itself."""
+    result = run_template_setup(search_server.url)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One message as Logstash's kafka input reads it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class StackRun:
+    """What the real game agents and monitor produced to Kafka in one run."""
+
+    records: list[KafkaRecord]
+    agent_log_lines: list[dict[str, Any]]
+
+    def messages(self, topic: str) -> list[dict[str, Any]]:
+        """The decoded messages of one topic."""
+        return [json.loads(record.value) for record in self.records if record.topic == topic]
+
+
+def _process_environment(**settings: object) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items() if not key.upper().startswith("CONFIG_")}
+    environment.update({f"CONFIG_{key}": str(value) for key, value in settings.items()})
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def _consume(bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float) -> list[KafkaRecord]:
+    """Every message of `topics` from the beginning, until each partition's end is reached
+    and at least `minimum[topic]` messages of each topic were read."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"stack-test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "log_level": 3,
+        }
+    )
+    consumer.subscribe(topics)
+    records: list[KafkaRecord] = []
+    at_end: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None:
+                error = message.error()
+                topic, partition = message.topic(), message.partition()
+                assert topic is not None and partition is not None
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error
+                    at_end.add((topic, partition))
+                else:
+                    at_end.discard((topic, partition))
+                    offset, value, (_, timestamp) = message.offset(), message.value(), message.timestamp()
+                    assert offset is not None and value is not None
+                    records.append(KafkaRecord(topic, partition, offset, timestamp, value))
+            counts = {topic: sum(record.topic == topic for record in records) for topic in topics}
+            if {topic for topic, _ in at_end} >= set(topics) and all(counts[t] >= minimum.get(t, 1) for t in topics):
+                return records
+        raise AssertionError(f"consuming {topics} timed out after {timeout}s; read {len(records)} messages")
+    finally:
+        consumer.close()
+
+
+def produce_stack_messages(workdir: Path, pipeline: Pipeline) -> StackRun:
+    """Run two real agents (`python -m borg_game`) and the real monitor (`python -m borg_monitor`)
+    on a real Redis, producing to a real Kafka broker with their default topics; read back
+    every message of the topics the pipeline consumes."""
+    (kafka_input,) = (plugin for _, plugin in pipeline.plugins("input") if plugin.name == "kafka")
+    topics = [str(topic) for topic in kafka_input.setting("topics")]
+    with EmbeddedRedis() as redis_server, KafkaBroker() as broker:
+        # Created as compose's kafka-topics one-shot does: the broker refuses auto-creation there.
+        broker.create_topics(topics)
+        shared = {"redis_url": redis_server.url, "kafka_bootstrap_servers": broker.bootstrap_servers}
+        monitor_log = (workdir / "monitor.log").open("w")
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "borg_monitor"],
+            cwd=workdir,
+            env=_process_environment(
+                **shared, poll_interval=MONITOR_POLL_INTERVAL, replay_capacity=AGENT_SETTINGS["replay_capacity"]
+            ),
+            stdout=monitor_log,
+            stderr=subprocess.STDOUT,
+        )
+        agents = []
+        for index in range(AGENTS):
+            log = (workdir / f"agent{index}.log").open("w")
+            settings = {**AGENT_SETTINGS, **shared, "training_log_file": workdir / f"agent{index}.jsonl"}
+            agents.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "borg_game"],
+                    cwd=workdir,
+                    env=_process_environment(**settings),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        try:
+            codes = [agent.wait(timeout=600) for agent in agents]
+            assert codes == [0] * AGENTS, [(workdir / f"agent{i}.log").read_text()[-3000:] for i in range(AGENTS)]
+            time.sleep(3 * MONITOR_POLL_INTERVAL)  # readings of the final state
+        finally:
+            for process in (*agents, monitor):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            monitor_code = monitor.wait(timeout=60)
+            monitor_log.close()
+        assert monitor_code == 0, (workdir / "monitor.log").read_text()[-3000:]
+        agent_log_lines = [
+            json.loads(line)
+            for index in range(AGENTS)
+            for line in (workdir / f"agent{index}.jsonl").read_text().splitlines()
+        ]
+        records = _consume(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
+    shutil.rmtree(workdir / "models", ignore_errors=True)
+    return StackRun(records, agent_log_lines)
+
+
+@dataclass(frozen=True)
+class IndexedStack:
+    """The run's messages, indexed into Elasticsearch as the Logstash pipeline would."""
+
+    requests: list[tuple[KafkaRecord, IndexRequest]]
+    bulk_response: dict[str, Any]
+
+    def documents(self, index_pattern: str) -> list[dict[str, Any]]:
+        """The documents sent to indices matching `<prefix>*`."""
+        prefix = index_pattern.rstrip("*")
+        return [request.document for _, request in self.requests if request.index.startswith(prefix)]
+
+
+@pytest.fixture(scope="session")
+def indexed_stack(
+    search_server: SearchServer,
+    templates_installed: subprocess.CompletedProcess[str],
+    stack_run: StackRun,
+    pipeline: Pipeline,
+) -> IndexedStack:
+    """Every Kafka message of the run, through the emulated pipeline, into the real node."""
+    emulator = PipelineEmulator(pipeline, environ={})
+    requests = [
+        (record, request)
+        for record in stack_run.records
+        for request in emulator.process(record.topic, record.partition, record.offset, record.timestamp, record.value)
+    ]
+    bulk: list[Any] = []
+    for _, request in requests:
+        action: dict[str, Any] = {"_index": request.index}
+        if request.document_id is not None:
+            action["_id"] = request.document_id
+        bulk += [{"index": action}, request.document]
+    response: dict[str, Any] = es_request(search_server.url, "POST", "/_bulk?refresh=true", bulk)
+    return IndexedStack(requests, response)
