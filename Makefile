@@ -51,9 +51,12 @@ up: .env  ## the full stack in Docker: AGENTS=2 agents, Kafka, Elasticsearch, Ki
 down:  ## stop the full stack; its volumes (checkpoints, replay memory, indices) stay
 	docker compose down
 
+# .env.example with a fresh random value for each empty *_PASSWORD / *_KEY line (the stack's
+# secrets), readable by its owner only. An existing .env is never overwritten.
 .env:
-	cp .env.example .env
-	@echo "created .env from .env.example"
+	umask 077 && $(PYTHON) -c 'import re, secrets, sys; sys.stdout.write(re.sub(r"^(\w+_(?:PASSWORD|KEY))=$$", lambda m: m.group(1) + "=" + secrets.token_hex(24), open(".env.example").read(), flags=re.M))' > .env.tmp
+	mv .env.tmp .env
+	@echo "created .env from .env.example, with new random passwords (Kibana: log in as elastic, ELASTIC_PASSWORD in .env)"
 
 kafka-jars: install  ## fetch the Kafka broker jars with mvn (once, into ~/.cache/borg-dqn) for tests and `make kafka`
 	$(BIN)/python -m borg_harness.kafka_broker --install-only

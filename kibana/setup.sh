@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Import the Borg-DQN dashboard and its data views ($DASHBOARD_FILE, an .ndjson export)
 # into Kibana, then make the training-log data view the default one. compose.yaml runs it
-# once per `up` (service kibana-setup) after Kibana is healthy.
+# once per `up` (service kibana-setup) after Kibana is healthy, logged in as `elastic`.
 #
 # Idempotent: the objects have fixed ids and the import overwrites them, so running it
 # again updates the dashboard instead of adding a copy. Exits non-zero, printing Kibana's
@@ -9,12 +9,17 @@
 #
 # Env: KIBANA_URL (default http://kibana:5601), DASHBOARD_FILE (default: dashboard.ndjson
 # beside this script), DEFAULT_DATA_VIEW (default borg-training-log; empty: leave as is),
-# SETUP_RETRIES (default 10: curl's retries, 3 s apart, of refused connections and 5xx).
+# ELASTIC_USER (default elastic) and ELASTIC_PASSWORD (the Elasticsearch user it logs in
+# to Kibana as; no password: no login, for a Kibana without security), SETUP_RETRIES
+# (default 10: curl's retries, 3 s apart, of refused connections and 5xx). The password
+# reaches curl as a config on a file descriptor: never on a command line.
 set -euo pipefail
 
 kibana="${KIBANA_URL:-http://kibana:5601}"
 file="${DASHBOARD_FILE:-$(dirname "$0")/dashboard.ndjson}"
 default_view="${DEFAULT_DATA_VIEW-borg-training-log}"
+user="${ELASTIC_USER:-elastic}"
+password="${ELASTIC_PASSWORD:-}"
 
 fail() {
     echo "kibana-setup: $*" >&2
@@ -23,11 +28,21 @@ fail() {
 
 [[ -r "$file" ]] || fail "cannot read $file"
 
+# curl's config: the basic-auth credentials ("user:password", \ and " escaped), when
+# there is a password.
+credentials() {
+    if [[ -n "$password" ]]; then
+        local text="${user}:${password}"
+        text="${text//\\/\\\\}"
+        printf 'user = "%s"\n' "${text//\"/\\\"}"
+    fi
+}
+
 # compose waits for a healthy Kibana; retries cover one that is still warming up anyway.
 # Prints the body, then the HTTP status on a line of its own.
 kibana_call() {
     curl --silent --show-error --retry "${SETUP_RETRIES:-10}" --retry-connrefused --retry-delay 3 \
-        --write-out '\n%{http_code}' -H 'kbn-xsrf: borg-dqn' "$@"
+        --config <(credentials) --write-out '\n%{http_code}' -H 'kbn-xsrf: borg-dqn' "$@"
 }
 
 answer="$(kibana_call -X POST "$kibana/api/saved_objects/_import?overwrite=true" \
@@ -35,6 +50,9 @@ answer="$(kibana_call -X POST "$kibana/api/saved_objects/_import?overwrite=true"
 status="${answer##*$'\n'}"
 body="${answer%$'\n'*}"
 
+if [[ "$status" == 401 ]]; then
+    fail "Kibana at $kibana refused the login of user $user (ELASTIC_USER/ELASTIC_PASSWORD; compose: ELASTIC_PASSWORD in .env): $body"
+fi
 # Kibana answers 200 even when some objects failed: {"success":false,"errors":[...]}.
 if [[ "$status" != 200 ]]; then
     fail "import of $file answered HTTP $status: $body"

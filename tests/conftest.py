@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 from borg_game.redis_server import EmbeddedRedis
 from borg_harness.compose import compose_config
 from borg_harness.kafka_broker import KafkaBroker
@@ -26,12 +29,14 @@ from borg_harness.search_server import SearchServer
 from confluent_kafka import Consumer, KafkaError
 from dotenv import dotenv_values
 
+from http_stand_in import RecordedRequest, stand_in
 from logstash_config import IndexRequest, Pipeline, PipelineEmulator, parse_pipeline
 from search_client import es_request
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 COMPOSE_CPU_FILE = REPO_ROOT / "compose.cpu.yaml"
+COMPOSE_PORTS_FILE = REPO_ROOT / "compose.ports.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 PIPELINE_FILE = REPO_ROOT / "logstash" / "pipeline" / "borg.conf"
 TEMPLATE_DIR = REPO_ROOT / "elasticsearch" / "templates"
@@ -61,10 +66,32 @@ AGENT_SETTINGS = {
 }
 MONITOR_POLL_INTERVAL = 0.5
 
+# The stack's secrets (.env.example leaves them empty), filled in for the tests: each one
+# distinct and recognisable, so a test can tell which secret ended up where.
+TEST_SECRETS = {
+    "REDIS_PASSWORD": "test-redis-default-4d1f",
+    "REDIS_MONITOR_PASSWORD": "test-redis-monitor-8a2c",
+    "ELASTIC_PASSWORD": "test-elastic-superuser-5e7b",
+    "KIBANA_PASSWORD": "test-kibana-system-2f9d",
+    "LOGSTASH_PASSWORD": "test-logstash-writer-6c3a",
+    "KIBANA_ENCRYPTION_KEY": "test-kibana-encryption-key-0123456789abcdef",
+}
+
 
 def env_example_values() -> dict[str, str]:
     """The keys .env.example sets (commented-out lines are defaults, not settings)."""
     return {key: value or "" for key, value in dotenv_values(ENV_EXAMPLE).items()}
+
+
+def filled_env_text(secrets: dict[str, str] | None = None) -> str:
+    """.env.example with its empty secret lines filled in (default: TEST_SECRETS), as a user
+    or `make .env` fills them."""
+    values = TEST_SECRETS if secrets is None else secrets
+    text = ENV_EXAMPLE.read_text()
+    for key, value in values.items():
+        text, count = re.subn(rf"^{key}=$", f"{key}={value}", text, flags=re.MULTILINE)
+        assert count == 1, f".env.example has no empty line {key}="
+    return text
 
 
 def load_saved_objects() -> list[dict[str, Any]]:
@@ -102,14 +129,20 @@ def compose_project(directory: Path, env_text: str) -> Path:
 
 
 def render_compose(directory: Path, files: list[str], env_text: str | None = None) -> dict[str, Any]:
-    """`compose config` of the repository's compose files with .env.example (or `env_text`) as .env."""
-    project = compose_project(directory, ENV_EXAMPLE.read_text() if env_text is None else env_text)
+    """`compose config` of the repository's compose files with `env_text` as .env (default:
+    .env.example with TEST_SECRETS filled in)."""
+    project = compose_project(directory, filled_env_text() if env_text is None else env_text)
     return compose_config(project, project / ".env", [project / name for name in files])
+
+
+def service_environment(model: dict[str, Any], service: str) -> dict[str, str]:
+    """A service's rendered environment (a value-less entry reads as empty)."""
+    return {key: value or "" for key, value in model["services"][service].get("environment", {}).items()}
 
 
 @pytest.fixture(scope="session")
 def compose_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """compose.yaml as compose renders it with .env.example as .env."""
+    """compose.yaml as compose renders it with .env.example (TEST_SECRETS filled in) as .env."""
     return render_compose(tmp_path_factory.mktemp("compose"), ["compose.yaml"])
 
 
@@ -132,14 +165,48 @@ def pipeline() -> Pipeline:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory, pipeline: Pipeline) -> Iterator[tuple[SearchServer, StackRun]]:
-    """A real Elasticsearch node, and the messages of a real run (`stack_run`): the node
-    boots in the background while the agents play, which saves most of its start time."""
-    server = SearchServer()
+def setup_requests(compose_model: dict[str, Any]) -> list[RecordedRequest]:
+    """What elasticsearch/setup.sh, with the environment compose gives it, asks of
+    Elasticsearch (answered by a stand-in that accepts everything)."""
+    with stand_in() as server:
+        result = run_elasticsearch_setup(server.url, compose_model, SETUP_RETRIES="0")
+    assert result.returncode == 0, result.stderr
+    return server.requests
+
+
+def setup_request(requests: list[RecordedRequest], method: str, route: str) -> RecordedRequest:
+    """The one request of setup.sh to `route`."""
+    (request,) = [request for request in requests if (request.method, request.route) == (method, route)]
+    return request
+
+
+@pytest.fixture(scope="session")
+def servers(
+    tmp_path_factory: pytest.TempPathFactory,
+    pipeline: Pipeline,
+    compose_model: dict[str, Any],
+    setup_requests: list[RecordedRequest],
+) -> Iterator[tuple[SearchServer, StackRun]]:
+    """A real Elasticsearch node with security on, and the messages of a real run
+    (`stack_run`): the node boots in the background while the agents play, which saves most
+    of its start time.
+
+    `elastic`'s password is compose's ELASTIC_PASSWORD. Logstash's user is there with its
+    compose password and exactly the role setup.sh creates: as a file-realm user, because
+    this node cannot store API-made users (harness SearchServer: no analysis-common module
+    for the .security index), so setup.sh's user steps are checked against a stand-in.
+    """
+    logstash = service_environment(compose_model, "logstash")
+    role = setup_request(setup_requests, "PUT", "/_security/role/logstash_writer").json()
+    server = SearchServer(
+        elastic_password=service_environment(compose_model, "elasticsearch")["ELASTIC_PASSWORD"],
+        users={logstash["BORG_ELASTICSEARCH_USER"]: (logstash["BORG_ELASTICSEARCH_PASSWORD"], ["logstash_writer"])},
+        roles={"logstash_writer": role},
+    )
     with ThreadPoolExecutor(max_workers=1) as pool:
         starting = pool.submit(server.start)
         try:
-            run = produce_stack_messages(tmp_path_factory.mktemp("stack"), pipeline)
+            run = produce_stack_messages(tmp_path_factory.mktemp("stack"), pipeline, compose_model)
             starting.result()
             yield server, run
         finally:
@@ -149,7 +216,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory, pipeline: Pipeline) -> Ite
 
 @pytest.fixture(scope="session")
 def search_server(servers: tuple[SearchServer, StackRun]) -> SearchServer:
-    """A real Elasticsearch node (the harness's integ-test distribution)."""
+    """A real Elasticsearch node (the harness's integ-test distribution), security on:
+    `search_server.auth` is the `elastic` superuser's login."""
     return servers[0]
 
 
@@ -159,9 +227,18 @@ def stack_run(servers: tuple[SearchServer, StackRun]) -> StackRun:
     return servers[1]
 
 
-def run_template_setup(url: str, template_dir: Path = TEMPLATE_DIR) -> subprocess.CompletedProcess[str]:
-    """Run elasticsearch/setup.sh, the script compose's elasticsearch-setup runs."""
-    environment = {**os.environ, "ELASTICSEARCH_URL": url, "TEMPLATE_DIR": str(template_dir)}
+def run_elasticsearch_setup(
+    url: str, model: dict[str, Any], template_dir: Path = TEMPLATE_DIR, **overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """Run elasticsearch/setup.sh, the script compose's elasticsearch-setup runs, with the
+    environment compose gives it (its credentials), pointed at `url` and `template_dir`."""
+    environment = {
+        **os.environ,
+        **service_environment(model, "elasticsearch-setup"),
+        "ELASTICSEARCH_URL": url,
+        "TEMPLATE_DIR": str(template_dir),
+        **overrides,
+    }
     return subprocess.run(
         ["bash", str(REPO_ROOT / "elasticsearch" / "setup.sh")],
         env=environment,
@@ -172,10 +249,18 @@ def run_template_setup(url: str, template_dir: Path = TEMPLATE_DIR) -> subproces
     )
 
 
+def run_template_setup(
+    url: str, model: dict[str, Any], template_dir: Path = TEMPLATE_DIR
+) -> subprocess.CompletedProcess[str]:
+    """setup.sh on the real node, logged in as `elastic` as compose has it, its user steps
+    left out (the node cannot store API-made users: see `servers`)."""
+    return run_elasticsearch_setup(url, model, template_dir, KIBANA_SYSTEM_PASSWORD="", LOGSTASH_WRITER_PASSWORD="")
+
+
 @pytest.fixture(scope="session")
-def templates_installed(search_server: SearchServer) -> subprocess.CompletedProcess[str]:
+def templates_installed(search_server: SearchServer, compose_model: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """The index templates, installed by the setup script itself."""
-    result = run_template_setup(search_server.url)
+    result = run_template_setup(search_server.url, compose_model)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -193,10 +278,12 @@ class KafkaRecord:
 
 @dataclass(frozen=True)
 class StackRun:
-    """What the real game agents and monitor produced to Kafka in one run."""
+    """What the real game agents and monitor produced to Kafka in one run, and their logs
+    (console output; `agent_log_lines`: the agents' training-log files)."""
 
     records: list[KafkaRecord]
     agent_log_lines: list[dict[str, Any]]
+    process_logs: dict[str, str]
 
     def messages(self, topic: str) -> list[dict[str, Any]]:
         """The decoded messages of one topic."""
@@ -250,22 +337,49 @@ def _consume(bootstrap_servers: str, topics: list[str], minimum: dict[str, int],
         consumer.close()
 
 
-def produce_stack_messages(workdir: Path, pipeline: Pipeline) -> StackRun:
+def monitor_acl(model: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """The monitor's Redis login as compose sets it up: (user, password, ACL rules)."""
+    url = urlsplit(service_environment(model, "monitor")["CONFIG_redis_url"])
+    assert url.username and url.password, "the monitor logs in to Redis with a user and a password"
+    return url.username, url.password, service_environment(model, "redis")["REDIS_MONITOR_ACL"].split()
+
+
+def redis_command(client: redis.Redis, *args: str | bytes | int) -> Any:
+    """One raw Redis command (ACL, COMMAND INFO, ...: what redis-py has no typed method for)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def add_monitor_user(client: redis.Redis, model: dict[str, Any]) -> str:
+    """Make the monitor's read-only ACL user with compose's exact rules; returns its redis:// URL."""
+    user, password, rules = monitor_acl(model)
+    redis_command(client, "ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{user}:{password}@{kwargs['host']}:{kwargs['port']}/0"
+
+
+def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, Any]) -> StackRun:
     """Run two real agents (`python -m borg_game`) and the real monitor (`python -m borg_monitor`)
-    on a real Redis, producing to a real Kafka broker with their default topics; read back
-    every message of the topics the pipeline consumes."""
+    on a real Redis with compose's passwords (the monitor as its read-only ACL user), producing
+    to a real Kafka broker with their default topics; read back every message of the topics
+    the pipeline consumes."""
     (kafka_input,) = (plugin for _, plugin in pipeline.plugins("input") if plugin.name == "kafka")
     topics = [str(topic) for topic in kafka_input.setting("topics")]
-    with EmbeddedRedis() as redis_server, KafkaBroker() as broker:
+    redis_password = urlsplit(service_environment(model, "game")["CONFIG_redis_url"]).password
+    with EmbeddedRedis(password=redis_password) as redis_server, KafkaBroker() as broker:
         # Created as compose's kafka-topics one-shot does: the broker refuses auto-creation there.
         broker.create_topics(topics)
+        admin = redis.Redis.from_url(redis_server.url)
+        monitor_url = add_monitor_user(admin, model)
+        admin.close()
         shared = {"redis_url": redis_server.url, "kafka_bootstrap_servers": broker.bootstrap_servers}
         monitor_log = (workdir / "monitor.log").open("w")
         monitor = subprocess.Popen(
             [sys.executable, "-m", "borg_monitor"],
             cwd=workdir,
             env=_process_environment(
-                **shared, poll_interval=MONITOR_POLL_INTERVAL, replay_capacity=AGENT_SETTINGS["replay_capacity"]
+                **{**shared, "redis_url": monitor_url},
+                poll_interval=MONITOR_POLL_INTERVAL,
+                replay_capacity=AGENT_SETTINGS["replay_capacity"],
             ),
             stdout=monitor_log,
             stderr=subprocess.STDOUT,
@@ -301,7 +415,8 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline) -> StackRun:
         ]
         records = _consume(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
     shutil.rmtree(workdir / "models", ignore_errors=True)
-    return StackRun(records, agent_log_lines)
+    process_logs = {path.stem: path.read_text() for path in sorted(workdir.glob("*.log"))}
+    return StackRun(records, agent_log_lines, process_logs)
 
 
 @dataclass(frozen=True)
@@ -323,19 +438,24 @@ def indexed_stack(
     templates_installed: subprocess.CompletedProcess[str],
     stack_run: StackRun,
     pipeline: Pipeline,
+    compose_model: dict[str, Any],
 ) -> IndexedStack:
-    """Every Kafka message of the run, through the emulated pipeline, into the real node."""
-    emulator = PipelineEmulator(pipeline, environ={})
+    """Every Kafka message of the run, through the emulated pipeline, into the real node,
+    sent as the pipeline's user (logstash_writer, with the environment compose gives Logstash):
+    its role must be enough for everything Logstash writes."""
+    emulator = PipelineEmulator(pipeline, environ=service_environment(compose_model, "logstash"))
     requests = [
         (record, request)
         for record in stack_run.records
         for request in emulator.process(record.topic, record.partition, record.offset, record.timestamp, record.value)
     ]
+    (credentials,) = {request.credentials for _, request in requests}
+    assert credentials is not None, "the pipeline's outputs log in to Elasticsearch"
     bulk: list[Any] = []
     for _, request in requests:
         action: dict[str, Any] = {"_index": request.index}
         if request.document_id is not None:
             action["_id"] = request.document_id
         bulk += [{"index": action}, request.document]
-    response: dict[str, Any] = es_request(search_server.url, "POST", "/_bulk?refresh=true", bulk)
+    response: dict[str, Any] = es_request(search_server.url, "POST", "/_bulk?refresh=true", bulk, auth=credentials)
     return IndexedStack(requests, response)

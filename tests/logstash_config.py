@@ -306,11 +306,13 @@ def sprintf(template: str, event: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class IndexRequest:
-    """What the pipeline's elasticsearch output sends for one event."""
+    """What the pipeline's elasticsearch output sends for one event, and as whom
+    (`credentials`: its user and password settings, environment substituted)."""
 
     index: str
     document_id: str | None
     document: dict[str, Any]
+    credentials: tuple[str, str] | None = None
 
 
 class PipelineEmulator:
@@ -374,4 +376,11 @@ class PipelineEmulator:
         index = sprintf(str(plugin.setting("index")), event)
         document_id = plugin.settings.get("document_id")
         document = {key: value for key, value in event.items() if key != "@metadata"}
-        return IndexRequest(index, sprintf(str(document_id), event) if document_id else None, document)
+        user, password = plugin.settings.get("user"), plugin.settings.get("password")
+        credentials = None
+        if user is not None or password is not None:
+            credentials = (
+                substitute_environment(str(user or ""), self.environ),
+                substitute_environment(str(password or ""), self.environ),
+            )
+        return IndexRequest(index, sprintf(str(document_id), event) if document_id else None, document, credentials)

@@ -193,7 +193,11 @@ def test_panel_aggregations_return_what_the_messages_say(
         assert expected, f"the test run produced nothing for {panel['panelIndex']}"
         assert any(value is not None for row in expected.values() for value in row.values())
         response = es_request(
-            search_server.url, "POST", f"/{title}/_search", layer_request(layer, query, TEST_INTERVAL_MS)
+            search_server.url,
+            "POST",
+            f"/{title}/_search",
+            layer_request(layer, query, TEST_INTERVAL_MS),
+            auth=search_server.auth,
         )
         actual = rows_from_response(layer, response)
         assert actual.keys() == expected.keys()

@@ -3,7 +3,8 @@ exits non-zero on any import error. Both setup scripts pass shellcheck.
 
 Kibana cannot run here, so it talks to a stand-in HTTP server that answers as Kibana's
 saved-objects import API documents (HTTP 200 with `success` and `errors`): what is tested is
-the script's own behaviour, not Kibana's.
+the script's own behaviour, not Kibana's: that includes logging in with the credentials
+compose gives it (Kibana checks them against Elasticsearch, which is not tested here).
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import DASHBOARD_FILE, REPO_ROOT
+from conftest import DASHBOARD_FILE, REPO_ROOT, service_environment
+from http_stand_in import StandIn, stand_in
 
 SUCCESS = {"success": True, "successCount": 3, "successResults": [], "warnings": []}
 FAILURE = {
@@ -33,59 +32,23 @@ FAILURE = {
 }
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class StandIn:
-    """Answers per path: (status, JSON body); records every request."""
-
-    answers: dict[str, tuple[int, dict[str, Any]]]
-    requests: list[Request] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture
 def kibana() -> Iterator[StandIn]:
-    stand_in = StandIn(
-        {"/api/saved_objects/_import": (200, SUCCESS), "/api/data_views/default": (200, {"acknowledged": True})}
-    )
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            path = self.path.split("?")[0]
-            stand_in.requests.append(Request("POST", self.path, dict(self.headers), body))
-            status, answer = stand_in.answers.get(path, (404, {"statusCode": 404}))
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    stand_in.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
+    answers = {"/api/saved_objects/_import": (200, SUCCESS), "/api/data_views/default": (200, {"acknowledged": True})}
+    with stand_in(answers) as server:
+        server.default = (404, {"statusCode": 404})
+        yield server
 
 
-def run_setup(url: str) -> subprocess.CompletedProcess[str]:
+def run_setup(url: str, **extra: str) -> subprocess.CompletedProcess[str]:
     # No retries: the stand-in's errors are final (compose's retries are for a warming Kibana).
-    environment = {**os.environ, "KIBANA_URL": url, "DASHBOARD_FILE": str(DASHBOARD_FILE), "SETUP_RETRIES": "0"}
+    environment = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("ELASTIC_")},
+        "KIBANA_URL": url,
+        "DASHBOARD_FILE": str(DASHBOARD_FILE),
+        "SETUP_RETRIES": "0",
+        **extra,
+    }
     return subprocess.run(
         ["bash", str(REPO_ROOT / "kibana" / "setup.sh")],
         env=environment,
@@ -108,6 +71,31 @@ def test_imports_the_dashboard_file_with_overwrite(kibana: StandIn) -> None:
     assert json.loads(default_view.body) == {"data_view_id": "borg-training-log", "force": True}
     assert "imported 3 objects" in result.stdout
     assert "/app/dashboards#/view/borg-dqn" in result.stdout
+    assert importing.basic_credentials() is None, "no password: no login"
+
+
+def test_logs_in_with_the_credentials_compose_gives_it(kibana: StandIn, compose_model: dict[str, Any]) -> None:
+    environment = service_environment(compose_model, "kibana-setup")
+    credentials = {key: environment[key] for key in ("ELASTIC_USER", "ELASTIC_PASSWORD")}
+    result = run_setup(kibana.url, **credentials)
+    assert result.returncode == 0, result.stderr
+    expected = (credentials["ELASTIC_USER"], credentials["ELASTIC_PASSWORD"])
+    assert [request.basic_credentials() for request in kibana.requests] == [expected, expected]
+    assert credentials["ELASTIC_PASSWORD"] not in result.stdout + result.stderr
+
+
+def test_a_password_with_quotes_and_backslashes_reaches_kibana_intact(kibana: StandIn) -> None:
+    password = 'a"b\\c d'
+    assert run_setup(kibana.url, ELASTIC_PASSWORD=password).returncode == 0
+    assert kibana.requests[0].basic_credentials() == ("elastic", password)
+
+
+def test_a_refused_login_is_named(kibana: StandIn) -> None:
+    kibana.answers["/api/saved_objects/_import"] = (401, {"statusCode": 401, "message": "Unauthorized"})
+    result = run_setup(kibana.url, ELASTIC_PASSWORD="wrong-password")
+    assert result.returncode != 0
+    assert "refused the login of user elastic" in result.stderr
+    assert "wrong-password" not in result.stderr
 
 
 def test_fails_loudly_when_kibana_reports_errors(kibana: StandIn) -> None:

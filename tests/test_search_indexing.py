@@ -95,12 +95,12 @@ def test_templates_have_one_shard_and_no_replica_on_one_node() -> None:
 
 
 def test_setup_script_installs_the_templates_again_without_change(
-    search_server: SearchServer, templates_installed: subprocess.CompletedProcess[str]
+    search_server: SearchServer, templates_installed: subprocess.CompletedProcess[str], compose_model: dict[str, Any]
 ) -> None:
-    before = es_request(search_server.url, "GET", "/_index_template/borg-*")
-    again = run_template_setup(search_server.url)
+    before = es_request(search_server.url, "GET", "/_index_template/borg-*", auth=search_server.auth)
+    again = run_template_setup(search_server.url, compose_model)
     assert again.returncode == 0, again.stderr
-    after = es_request(search_server.url, "GET", "/_index_template/borg-*")
+    after = es_request(search_server.url, "GET", "/_index_template/borg-*", auth=search_server.auth)
 
     installed = {entry["name"]: entry["index_template"] for entry in after["index_templates"]}
     assert set(installed) == set(load_templates())
@@ -110,8 +110,10 @@ def test_setup_script_installs_the_templates_again_without_change(
     assert before == after
 
 
-def test_setup_script_fails_when_it_finds_no_templates(search_server: SearchServer, tmp_path: Path) -> None:
-    result = run_template_setup(search_server.url, template_dir=tmp_path)
+def test_setup_script_fails_when_it_finds_no_templates(
+    search_server: SearchServer, tmp_path: Path, compose_model: dict[str, Any]
+) -> None:
+    result = run_template_setup(search_server.url, compose_model, template_dir=tmp_path)
     assert result.returncode != 0
     assert "no templates" in result.stderr
 
@@ -158,12 +160,12 @@ def test_indices_got_the_templates_mappings_not_guessed_ones(
 ) -> None:
     template = template_for(topic)
     pattern = template["index_patterns"][0]
-    mappings = es_request(search_server.url, "GET", f"/{pattern}/_mapping")
-    settings = es_request(search_server.url, "GET", f"/{pattern}/_settings")
+    mappings = es_request(search_server.url, "GET", f"/{pattern}/_mapping", auth=search_server.auth)
+    settings = es_request(search_server.url, "GET", f"/{pattern}/_settings", auth=search_server.auth)
     assert mappings, f"no index matches {pattern}"
     expected = template["template"]["mappings"]["properties"]
     for index, body in mappings.items():
         assert body["mappings"]["properties"] == expected, index
         assert settings[index]["settings"]["index"]["number_of_replicas"] == "0"
-    count = es_request(search_server.url, "GET", f"/{pattern}/_count")["count"]
+    count = es_request(search_server.url, "GET", f"/{pattern}/_count", auth=search_server.auth)["count"]
     assert count == len(indexed_stack.documents(pattern))

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from borg_harness.search_server import SearchServer, SearchServerError, _alive, _descendants, ensure_search
+from borg_harness.search_server import (
+    SearchServer,
+    SearchServerError,
+    _alive,
+    _descendants,
+    basic_authorization,
+    ensure_search,
+)
 
 
 def _request(server: SearchServer, method: str, path: str, body: Any = None) -> Any:
     """One JSON request; NDJSON when ``body`` is a list (the _bulk API)."""
     if isinstance(body, list):
-        data = "".join(json.dumps(line) + "\n" for line in body).encode()
+        data: bytes | None = "".join(json.dumps(line) + "\n" for line in body).encode()
         ctype = "application/x-ndjson"
     else:
         data = None if body is None else json.dumps(body).encode()
@@ -113,3 +121,43 @@ def test_stop_is_idempotent_and_kills_the_tree() -> None:
     assert not [pid for pid in tree if _alive(pid)]  # zombies count as gone
     with pytest.raises(SearchServerError, match="not running"):
         _ = node.url
+
+
+def _status_as(server: SearchServer, user: str, password: str, method: str, path: str) -> tuple[int, Any]:
+    """HTTP status and JSON body of one request as `user`."""
+    request = urllib.request.Request(
+        server.url + path, method=method, headers={"Authorization": basic_authorization(user, password)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_with_an_elastic_password_the_node_requires_a_login_and_knows_file_users() -> None:
+    node = SearchServer(
+        elastic_password="harness-elastic-pw",
+        users={"watcher": ("watcher-pw", ["health_only"])},
+        roles={"health_only": {"cluster": ["monitor"], "indices": []}},
+    )
+    with node:
+        assert node.auth == ("elastic", "harness-elastic-pw")
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            _request(node, "GET", "/_cluster/health")
+        assert anonymous.value.code == 401
+        status, me = _status_as(node, *node.auth, "GET", "/_security/_authenticate")
+        assert (status, me["username"]) == (200, "elastic")
+        assert _status_as(node, "elastic", "nope!!", "GET", "/_security/_authenticate")[0] == 401
+        status, me = _status_as(node, "watcher", "watcher-pw", "GET", "/_security/_authenticate")
+        assert (status, me["roles"], me["authentication_realm"]["type"]) == (200, ["health_only"], "file")
+        assert _status_as(node, "watcher", "watcher-pw", "GET", "/_cluster/health")[0] == 200
+        assert _status_as(node, "watcher", "watcher-pw", "PUT", "/some-index")[0] == 403
+
+
+def test_an_elastic_password_needs_elasticsearch_and_six_characters() -> None:
+    with pytest.raises(SearchServerError, match="6 characters"):
+        SearchServer(elastic_password="short")
+    with pytest.raises(SearchServerError, match="security on"):
+        SearchServer(users={"a": ("password", ["superuser"])})
+    assert SearchServer().auth is None

@@ -13,6 +13,11 @@ artifacts) and unzipped into a cache directory outside the repository:
 - OpenSearch 3.6.0 (``org.opensearch.distribution.integ-test-zip:opensearch``), selected
   with ``BORG_SEARCH_FLAVOR=opensearch``, as a fallback should Elastic stop publishing.
 
+Security is off by default; ``SearchServer(elastic_password=...)`` turns it on as the
+product's compose file runs Elasticsearch (users and passwords over plain HTTP), with
+file-realm users and roles on request. Users made with the security API cannot be stored
+on this node (see :class:`SearchServer`).
+
 Running as root: both products refuse to start as root (a hard-coded check, with no
 override since Elasticsearch 6). When this process is root (CI containers usually are),
 the node runs as an unprivileged system user (``BORG_SEARCH_USER``, default
@@ -30,6 +35,7 @@ install step); without it, a node runs in the foreground until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import json
@@ -47,6 +53,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +64,7 @@ __all__ = [
     "Distribution",
     "SearchServer",
     "SearchServerError",
+    "basic_authorization",
     "default_distribution",
     "ensure_search",
     "find_java_home",
@@ -409,10 +417,22 @@ class SearchServer:
     >>> with SearchServer() as es:
     ...     urllib.request.urlopen(es.url + "/_cluster/health")
 
-    Plain HTTP (security off), ``discovery.type=single-node``, OS-assigned HTTP and
-    transport ports (read back from the node's ports files, so there is no race
-    between picking a free port and binding it), a fresh data/logs directory in a
-    temp dir, a 512 MiB heap and disk watermarks off.
+    Plain HTTP, ``discovery.type=single-node``, OS-assigned HTTP and transport ports
+    (read back from the node's ports files, so there is no race between picking a free
+    port and binding it), a fresh data/logs directory in a temp dir, a 512 MiB heap and
+    disk watermarks off.
+
+    Security is off unless ``elastic_password`` is given (Elasticsearch only): then the
+    node requires users and passwords over its plain HTTP, as the product's compose file
+    runs it, and the built-in ``elastic`` superuser's password is ``elastic_password``
+    (the keystore's ``bootstrap.password``, which is how the Docker image's
+    ``ELASTIC_PASSWORD`` works too). :attr:`auth` is then ``("elastic", password)``.
+
+    Other users exist only in the file realm (``users``, ``roles``: written to the node's
+    ``config/users`` and ``config/roles.yml``). Users and roles made with the security API
+    (the native realm) and reserved users' new passwords are stored in the ``.security``
+    index, whose mapping needs the ``analysis-common`` module's analyzers, which the
+    integ-test zip does not ship: on this node those API calls fail.
     """
 
     def __init__(
@@ -424,13 +444,29 @@ class SearchServer:
         heap: str = "512m",
         startup_timeout: float = 180.0,
         settings: dict[str, str] | None = None,
+        elastic_password: str | None = None,
+        users: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+        roles: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         """Configure (not start) a node.
 
         ``home`` is an unpacked distribution (default: :func:`ensure_search`);
-        ``settings`` are extra ``elasticsearch.yml``/``opensearch.yml`` entries.
+        ``settings`` are extra ``elasticsearch.yml``/``opensearch.yml`` entries;
+        ``elastic_password`` turns security on; ``users`` (name -> (password, role
+        names)) and ``roles`` (name -> a role as the security API takes it) make
+        file-realm users and roles (see the class docstring).
         """
         self._dist = distribution or default_distribution()
+        if elastic_password is not None:
+            if self._dist.flavor != "elasticsearch":
+                raise SearchServerError("elastic_password needs the elasticsearch flavor (its x-pack security)")
+            if len(elastic_password) < 6:
+                raise SearchServerError("elastic_password must have at least 6 characters (Elasticsearch's minimum)")
+        elif users or roles:
+            raise SearchServerError("users and roles need security on: give an elastic_password")
+        self._elastic_password = elastic_password
+        self._users = dict(users or {})
+        self._roles = {name: dict(role) for name, role in (roles or {}).items()}
         self._home = home
         self._java_home = java_home
         self._heap = heap
@@ -472,6 +508,11 @@ class SearchServer:
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """``("elastic", password)`` when security is on, else None."""
+        return None if self._elastic_password is None else ("elastic", self._elastic_password)
 
     @property
     def log_path(self) -> Path | None:
@@ -527,11 +568,14 @@ class SearchServer:
             _patch_jvm_options(conf / "jvm.options", workdir / "logs")
             for sub in ("data", "logs", "tmp"):
                 (workdir / sub).mkdir()
+            env = self._environment(conf, workdir / "tmp", java_home)
+            if self._elastic_password is not None:
+                _add_bootstrap_password(home, env, self._elastic_password)
+                _add_file_realm(home, env, conf, self._users, self._roles)
             if run_as is not None:
                 for sub in ("config", "data", "logs", "tmp"):
                     _chown_tree(workdir / sub, run_as)
 
-            env = self._environment(conf, workdir / "tmp", java_home)
             self._console = workdir / "logs" / "console.log"
             with self._console.open("wb") as console:
                 cmd = [str(home / "bin" / dist.flavor)]
@@ -602,8 +646,13 @@ class SearchServer:
             "action.destructive_requires_name": "false",
         }
         if self._dist.flavor == "elasticsearch":
-            # Security is on by default in 8.x (TLS + auth); tests want plain HTTP.
-            settings["xpack.security.enabled"] = "false"
+            # Security is on by default in 8.x (TLS + auth); tests want plain HTTP, and
+            # users and passwords only when asked for. Setting it explicitly also keeps
+            # the launcher from auto-configuring TLS certificates on first start.
+            settings["xpack.security.enabled"] = "false" if self._elastic_password is None else "true"
+            if self._elastic_password is not None:
+                settings["xpack.security.http.ssl.enabled"] = "false"
+                settings["xpack.security.transport.ssl.enabled"] = "false"
         settings.update(self._extra_settings)
         # JSON strings are valid YAML scalars, so no YAML library is needed.
         return "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items())
@@ -643,9 +692,11 @@ class SearchServer:
         raise self._error(f"not healthy within {self._startup_timeout:.0f}s")
 
     def _health_ok(self) -> bool:
-        url = f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s"
+        request = urllib.request.Request(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s")
+        if self.auth is not None:
+            request.add_header("Authorization", basic_authorization(*self.auth))
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 body: Any = json.load(resp)
         except (urllib.error.URLError, OSError, ValueError):
             return False
@@ -665,6 +716,52 @@ class SearchServer:
             f"{self._dist.flavor} {self._dist.version} {what}.\n"
             f"Error lines of {self._console}{keep}:\n" + "\n".join(key[:10]) + "\nLast lines:\n" + _tail(text, 40)
         )
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The value of an HTTP ``Authorization`` header for basic authentication."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _add_bootstrap_password(home: Path, env: dict[str, str], password: str) -> None:
+    """Create the node's keystore (in its private config copy) holding ``bootstrap.password``.
+
+    The password goes in on stdin, never on a command line.
+    """
+    tool = str(home / "bin" / "elasticsearch-keystore")
+    for args, stdin in ((["create"], None), (["add", "--stdin", "bootstrap.password"], password)):
+        proc = subprocess.run(
+            [tool, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        if proc.returncode != 0:
+            raise SearchServerError(
+                f"elasticsearch-keystore {args[0]} failed (exit {proc.returncode}):\n"
+                + _tail(proc.stdout + proc.stderr)
+            )
+
+
+def _add_file_realm(
+    home: Path,
+    env: dict[str, str],
+    conf: Path,
+    users: Mapping[str, tuple[str, Sequence[str]]],
+    roles: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Write file-realm roles (JSON is YAML) and users (hashed by ``elasticsearch-users``)."""
+    if roles:
+        (conf / "roles.yml").write_text(
+            "".join(f"{json.dumps(name)}: {json.dumps(role)}\n" for name, role in roles.items())
+        )
+    tool = str(home / "bin" / "elasticsearch-users")
+    for name, (password, user_roles) in users.items():
+        # A test password on this command line is fine: the node is private to the test.
+        args = ["useradd", name, "-p", password, "-r", ",".join(user_roles)]
+        proc = subprocess.run([tool, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise SearchServerError(
+                f"elasticsearch-users useradd {name} failed (exit {proc.returncode}):\n"
+                + _tail(proc.stdout + proc.stderr)
+            )
 
 
 def _read_port(path: Path) -> int | None:

@@ -57,13 +57,19 @@ def utc_timestamp() -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client that fails fast: the monitor's loop retries with its own backoff."""
+    """A client that fails fast: the monitor's loop retries with its own backoff.
+
+    It sends only the commands RedisProbe needs (and PING), which is all the stack's
+    read-only ACL user `monitor` may run (compose.yaml, REDIS_MONITOR_ACL): so not the
+    CLIENT SETINFO that redis-py sends on connecting by default.
+    """
     return redis.Redis.from_url(
         url,
         socket_timeout=5,
         socket_connect_timeout=3,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=30,
+        driver_info=None,
     )
 
 
