@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,13 +39,28 @@ def agent_environment(**settings: object) -> dict[str, str]:
     return environment
 
 
-def spawn_agent(cwd: Path, **settings: object) -> subprocess.Popen[str]:
-    """Start `python -m borg_game` (the real entry point) with these settings."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "borg_game"],
-        cwd=cwd,
-        env=agent_environment(**settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+class AgentProcess(subprocess.Popen[str]):
+    """An agent process whose output goes to a file, so a chatty agent never blocks on a full pipe.
+
+    `communicate()` waits for the process and returns that file's text, like a piped Popen would.
+    """
+
+    def __init__(self, args: list[str], cwd: Path, environment: dict[str, str], output: Path) -> None:
+        self.output_path = output
+        with output.open("w") as sink:
+            super().__init__(args, cwd=cwd, env=environment, stdout=sink, stderr=subprocess.STDOUT, text=True)
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the process; return its output so far (and no stderr: it goes to the same file)."""
+        self.wait(timeout)
+        return self.output(), ""
+
+    def output(self) -> str:
+        """What the agent has printed so far."""
+        return self.output_path.read_text(errors="replace")
+
+
+def spawn_agent(cwd: Path, **settings: object) -> AgentProcess:
+    """Start `python -m borg_game` (the real entry point) with these settings; output to a file in `cwd`."""
+    output = cwd / f"agent-{settings.get('agent_id', 'x')}-{time.monotonic_ns()}.out"
+    return AgentProcess([sys.executable, "-m", "borg_game"], cwd, agent_environment(**settings), output)

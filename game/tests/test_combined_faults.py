@@ -28,7 +28,7 @@ from borg_harness.kafka_broker import KafkaBroker
 from confluent_kafka import Consumer, KafkaError
 
 from borg_game.redis_server import EmbeddedRedis
-from tests.conftest import agent_environment, spawn_agent
+from tests.conftest import AgentProcess, agent_environment, spawn_agent
 
 AGENTS = ("agent-a", "agent-b")
 TOPICS = ("training_log", "memory_monitoring")
@@ -90,12 +90,19 @@ class OutputDrain:
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
+        self._process = process
+        self._thread: threading.Thread | None = None
+        if isinstance(process, AgentProcess):
+            return  # it writes to a file already
         assert process.stdout is not None
         stream = process.stdout
         self._thread = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
         self._thread.start()
 
     def text(self) -> str:
+        if isinstance(self._process, AgentProcess):
+            return self._process.output()
+        assert self._thread is not None
         self._thread.join(timeout=30)
         return "".join(self.lines)
 
