@@ -84,3 +84,12 @@ def test_agent_exits_at_once_on_unknown_key(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "CONFIG_replay_capacty" in completed.stderr
     assert "CONFIG_replay_capacity" in completed.stderr  # the suggestion
+
+
+def test_cartpole_gets_its_preset_and_explicit_values_win() -> None:
+    cartpole = load_settings({"CONFIG_env_id": "CartPole-v1"}, env_file=None)
+    assert cartpole.learning_rate == 2.3e-3 and cartpole.train_frequency == 256 and not cartpole.clip_rewards
+    overridden = load_settings({"CONFIG_env_id": "CartPole-v1", "CONFIG_LEARNING_RATE": "0.01"}, env_file=None)
+    assert overridden.learning_rate == 0.01 and overridden.batch_size == 64
+    pong = load_settings({}, env_file=None)
+    assert pong.learning_rate == 1e-4 and pong.train_frequency == 4

@@ -26,6 +26,29 @@ ENV_PREFIX = "CONFIG_"
 MONITOR_ONLY_KEYS = frozenset({"poll_interval", "monitoring_topic"})
 
 
+# Defaults that differ per environment: the Settings defaults are tuned for Pong. CartPole gets
+# Stable-Baselines3 rl-zoo's DQN hyperparameters, which solve it in tens of thousands of steps
+# on a CPU (docs/benchmarks.md). Any key set in the environment or .env wins over a preset.
+ENV_PRESETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "learning_starts": 1_000,
+        "train_frequency": 256,
+        "gradient_steps": 128,
+        "target_update_interval": 10,
+        "epsilon_decay_steps": 8_000,
+        "epsilon_end": 0.04,
+        "mlp_hidden_sizes": (256, 256),
+        "clip_rewards": False,
+        "eval_interval": 5_000,
+        "eval_episodes": 10,
+        "eval_epsilon": 0.0,
+        "checkpoint_interval": 10_000,
+    },
+}
+
+
 class SettingsError(ValueError):
     """A `CONFIG_` key is unknown or its value is invalid; the message says which and why."""
 
@@ -237,6 +260,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     merged.update(
         {key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.upper().startswith(ENV_PREFIX)}
     )
+    env_id = str(merged.get("env_id") or Settings.model_fields["env_id"].default)
+    for name, value in ENV_PRESETS.get(env_id, {}).items():
+        merged.setdefault(name, value)  # a preset only fills what the user did not set
     try:
         # Explicit values outrank every other source, so the result depends on `environ` alone.
         return Settings(_env_file=None, **merged)  # type: ignore[call-arg]  # pydantic-settings init kwarg
