@@ -64,6 +64,7 @@ from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
 
 from borg_game import transition_pb2 as pb
+from borg_game.__main__ import build_writer
 from borg_game.agent import AgentServices, run_agent
 from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
 from borg_game.envs import make_env
@@ -504,14 +505,7 @@ def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int =
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(settings.replay_key, settings.push_counter_key)
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    writer = ReplayWriter(
-        client,
-        settings.replay_key,
-        settings.push_counter_key,
-        settings.replay_capacity,
-        batch_size=settings.push_batch_size,
-        queue_size=settings.push_queue_size,
-    )
+    writer = build_writer(settings, client)
     sampler = MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
     clock = LoopClock(client, settings.run_id, "bench-agent")
     timed = [TimedSink(sink) for sink in sinks]

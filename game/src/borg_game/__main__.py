@@ -21,6 +21,18 @@ from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSin
 AGENT_INDEX_KEY = "borg:agent_index"
 
 
+def build_writer(settings: Settings, client: redis.Redis) -> ReplayWriter:
+    """The write side of the shared replay memory, as CONFIG_ sets it up."""
+    return ReplayWriter(
+        client,
+        settings.replay_key,
+        settings.push_counter_key,
+        settings.replay_capacity,
+        batch_size=settings.push_batch_size,
+        queue_size=settings.push_queue_size,
+    )
+
+
 def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
     """The sample side chosen by CONFIG_replay_sampling."""
     if settings.replay_sampling == "direct":
@@ -62,14 +74,7 @@ def main() -> int:
     logger.info("settings: {}", settings.public_dump())
 
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    writer = ReplayWriter(
-        client,
-        settings.replay_key,
-        settings.push_counter_key,
-        settings.replay_capacity,
-        batch_size=settings.push_batch_size,
-        queue_size=settings.push_queue_size,
-    )
+    writer = build_writer(settings, client)
     sinks: list[Sink] = []
     run_dir = tensorboard_run_dir(settings, agent_id)
     if run_dir is not None:
