@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from borg_game.config_reference import configuration_reference, settings_models
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -134,4 +134,3 @@ def test_hive_evaluation_is_the_mean_of_each_agents_latest() -> None:
     xs, ys = hive_latest_mean(positions, [[10.0, 30.0], [20.0, 99.0]])
     assert xs.tolist() == [1.0, 2.0, 3.0]
     assert ys.tolist() == [10.0, 15.0, 25.0]
-
