@@ -12,6 +12,7 @@ from matplotlib import image
 
 from borg_game.plot import (
     AgentCurves,
+    RunCurves,
     TrainingLogError,
     hive_latest_mean,
     moving_mean,
@@ -111,18 +112,20 @@ def test_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path: 
         read_records(log)
 
 
-def test_evaluations_are_placed_at_the_hive_step_of_their_agent_step(tmp_path: Path) -> None:
+def test_hive_steps_are_the_sum_of_the_agents_steps_at_each_moment() -> None:
+    early = AgentCurves(progress_minutes=[0.0, 2.0], progress_agent_steps=[0, 200])
+    late = AgentCurves(progress_minutes=[1.0, 3.0], progress_agent_steps=[10, 110])
+    run = RunCurves(run_id="run-a", env_id="CartPole-v1", agents={"agent-0": early, "agent-1": late})
+    # at minute 1.5: agent-0 at 150, agent-1 at 35; at minute 4: both held at their last step
+    assert run.hive_steps_at([0.0, 1.5, 4.0]).tolist() == [10.0, 185.0, 310.0]
+
+
+def test_every_agent_step_of_a_run_counts_towards_hive_steps(tmp_path: Path) -> None:
     log = tmp_path / "training-log.jsonl"
     write_run(log, "run-a", agents=2, episodes=20)
     run = run_curves(read_records(log))
-    # agent-1's episode e ends at hive step 40 * e; its evaluations come at agent steps 200 and 400.
-    assert run.agents["agent-1"].eval_hive_steps().tolist() == [400.0, 800.0]
-    assert run.agents["agent-0"].eval_hive_steps().tolist() == [380.0, 780.0]
-
-
-def test_evaluation_of_an_agent_without_episodes_has_no_hive_step() -> None:
-    curves = AgentCurves(eval_agent_steps=[100], eval_minutes=[1.0], eval_means=[5.0])
-    assert np.isnan(curves.eval_hive_steps()).all()
+    last = max(max(curves.progress_minutes) for curves in run.agents.values())
+    assert run.hive_steps_at([last]).tolist() == [800.0]  # 2 agents x 20 episodes x 20 steps
 
 
 def test_moving_mean_averages_up_to_the_window_before_each_value() -> None:
@@ -130,7 +133,7 @@ def test_moving_mean_averages_up_to_the_window_before_each_value() -> None:
 
 
 def test_hive_evaluation_is_the_mean_of_each_agents_latest() -> None:
-    positions = [np.array([1.0, 3.0]), np.array([2.0, np.nan])]
-    xs, ys = hive_latest_mean(positions, [[10.0, 30.0], [20.0, 99.0]])
+    positions = [np.array([1.0, 3.0]), np.array([2.0])]
+    xs, ys = hive_latest_mean(positions, [[10.0, 30.0], [20.0]])
     assert xs.tolist() == [1.0, 2.0, 3.0]
     assert ys.tolist() == [10.0, 15.0, 25.0]

@@ -1,14 +1,17 @@
 """`make plot`: learning curves of a local run, from its JSON-lines training log, to a PNG.
 
 The training log (`CONFIG_training_log_file`; `make run` writes `runs/training-log.jsonl`)
-is the source, not TensorBoard: its episode records carry `hive_step`, the hive's push
-counter, and every record an ISO timestamp, and all agents of a run append to one file.
-TensorBoard scalars know only each agent's own step. Evaluation records have no
-`hive_step`: an evaluation is placed at the hive step its agent's episodes show for that
-agent step (interpolated), and at the minute its record was written (when it finished).
+is the source, not TensorBoard: every agent of a run appends to the one file, each record
+carries its run, agent, agent step and an ISO timestamp, and no TensorBoard reader is needed.
+
+Hive steps are the sum of every agent's step at a moment (what the console of `make run`
+shows), each agent's step interpolated between its records. The episode records'
+`hive_step` field is not used: it is the push counter as the agent's sampler last read it,
+which stays 0 until learning starts and then moves once per training round.
 
 Four panels: episode returns and evaluations, each against hive steps and against minutes
-since the run's first record. Thin lines are agents, the thick line is the hive.
+since the run's first record. Thin lines are agents, the thick line is the hive. An
+evaluation is placed where its record was written, when it finished.
 """
 
 from __future__ import annotations
@@ -40,21 +43,14 @@ class TrainingLogError(ValueError):
 
 @dataclass
 class AgentCurves:
-    """One agent's records of one run, in the order they were written."""
+    """One agent's records of one run, in the order they were written; times in minutes."""
 
-    episode_hive_steps: list[int] = field(default_factory=list)
-    episode_agent_steps: list[int] = field(default_factory=list)
+    progress_minutes: list[float] = field(default_factory=list)  # every record with an agent step
+    progress_agent_steps: list[int] = field(default_factory=list)
     episode_minutes: list[float] = field(default_factory=list)
     episode_returns: list[float] = field(default_factory=list)
-    eval_agent_steps: list[int] = field(default_factory=list)
     eval_minutes: list[float] = field(default_factory=list)
     eval_means: list[float] = field(default_factory=list)
-
-    def eval_hive_steps(self) -> FloatArray:
-        """The hive step of each evaluation, read off this agent's episodes at its agent step."""
-        if not self.episode_agent_steps:
-            return np.full(len(self.eval_agent_steps), np.nan)
-        return np.interp(self.eval_agent_steps, self.episode_agent_steps, self.episode_hive_steps)
 
 
 @dataclass
@@ -64,6 +60,19 @@ class RunCurves:
     run_id: str
     env_id: str
     agents: dict[str, AgentCurves]
+
+    def hive_steps_at(self, minutes: Iterable[float]) -> FloatArray:
+        """Steps the whole hive had played at each moment: the sum of every agent's step then.
+
+        An agent's step is interpolated linearly between its records, and held at its first
+        (last) record before (after) them.
+        """
+        moments = np.asarray(list(minutes), dtype=np.float64)
+        total = np.zeros_like(moments)
+        for curves in self.agents.values():
+            if curves.progress_minutes:
+                total += np.interp(moments, curves.progress_minutes, curves.progress_agent_steps)
+        return total
 
 
 def _timestamp(text: str) -> datetime:
@@ -110,14 +119,14 @@ def run_curves(records: list[dict[str, Any]], run_id: str | None = None) -> RunC
     for record in selected:
         curves = agents.setdefault(str(record["agent_id"]), AgentCurves())
         minutes = (_timestamp(record["timestamp"]) - started).total_seconds() / 60.0
+        if "agent_step" in record:
+            curves.progress_minutes.append(minutes)
+            curves.progress_agent_steps.append(int(record["agent_step"]))
         if record["type"] == "episode":
             env_id = str(record["env_id"])
-            curves.episode_hive_steps.append(int(record["hive_step"]))
-            curves.episode_agent_steps.append(int(record["agent_step"]))
             curves.episode_minutes.append(minutes)
             curves.episode_returns.append(float(record["episode_return"]))
         elif record["type"] == "eval":
-            curves.eval_agent_steps.append(int(record["agent_step"]))
             curves.eval_minutes.append(minutes)
             curves.eval_means.append(float(record["eval_return_mean"]))
     if not any(curves.episode_returns for curves in agents.values()):
@@ -139,7 +148,6 @@ def hive_latest_mean(positions: list[FloatArray], values: list[list[float]]) -> 
         (float(position), agent, value)
         for agent, (agent_positions, agent_values) in enumerate(zip(positions, values, strict=True))
         for position, value in zip(agent_positions, agent_values, strict=True)
-        if np.isfinite(position)
     )
     latest: dict[int, float] = {}
     xs, ys = [], []
@@ -154,7 +162,7 @@ def _draw_returns(axes: Axes, run: RunCurves, by_minutes: bool, smoothing: int) 
     every_x: list[float] = []
     every_return: list[float] = []
     for name, curves in run.agents.items():
-        xs = curves.episode_minutes if by_minutes else [float(step) for step in curves.episode_hive_steps]
+        xs = curves.episode_minutes if by_minutes else run.hive_steps_at(curves.episode_minutes).tolist()
         if xs:
             axes.plot(xs, moving_mean(curves.episode_returns, smoothing), linewidth=1.0, alpha=0.6, label=name)
         every_x += xs
@@ -169,7 +177,7 @@ def _draw_evaluations(axes: Axes, run: RunCurves, by_minutes: bool) -> None:
     positions: list[FloatArray] = []
     values: list[list[float]] = []
     for name, curves in run.agents.items():
-        xs = np.asarray(curves.eval_minutes) if by_minutes else curves.eval_hive_steps()
+        xs = np.asarray(curves.eval_minutes) if by_minutes else run.hive_steps_at(curves.eval_minutes)
         if len(xs):
             axes.plot(xs, curves.eval_means, marker="o", markersize=3, linewidth=1.0, alpha=0.6, label=name)
         positions.append(xs)
