@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from borg_game.plot import summed_steps
 
 Record = dict[str, Any]
 
@@ -118,16 +118,10 @@ def eval_curve(records: Sequence[Record], launched_at: float) -> list[EvalPoint]
         if "agent_step" in record:
             moment = epoch_seconds(str(record["timestamp"]))
             progress[str(record["agent_id"])].append((moment, int(record["agent_step"])))
-    timelines = {agent: sorted(points) for agent, points in progress.items()}
-
-    def hive_steps_at(moment: float) -> float:
-        total = 0.0
-        for points in timelines.values():
-            times = np.array([point[0] for point in points])
-            steps = np.array([point[1] for point in points], dtype=np.float64)
-            total += float(np.interp(moment, times, steps, left=0.0))
-        return total
-
+    timelines = []
+    for agent_points in progress.values():
+        ordered = sorted(agent_points)
+        timelines.append(([moment for moment, _ in ordered], [step for _, step in ordered]))
     points = []
     for record in records:
         if record.get("type") != "eval":
@@ -137,7 +131,7 @@ def eval_curve(records: Sequence[Record], launched_at: float) -> list[EvalPoint]
             EvalPoint(
                 agent_id=str(record["agent_id"]),
                 agent_step=int(record["agent_step"]),
-                hive_steps=hive_steps_at(moment),
+                hive_steps=float(summed_steps(timelines, [moment])[0]),
                 seconds=moment - launched_at,
                 mean_return=float(record["eval_return_mean"]),
             )

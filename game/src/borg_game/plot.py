@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,17 +62,23 @@ class RunCurves:
     agents: dict[str, AgentCurves]
 
     def hive_steps_at(self, minutes: Iterable[float]) -> FloatArray:
-        """Steps the whole hive had played at each moment: the sum of every agent's step then.
+        """Steps the whole hive had played at each of these minutes of the run."""
+        timelines = [(curves.progress_minutes, curves.progress_agent_steps) for curves in self.agents.values()]
+        return summed_steps(timelines, minutes)
 
-        An agent's step is interpolated linearly between its records, and held at its first
-        (last) record before (after) them.
-        """
-        moments = np.asarray(list(minutes), dtype=np.float64)
-        total = np.zeros_like(moments)
-        for curves in self.agents.values():
-            if curves.progress_minutes:
-                total += np.interp(moments, curves.progress_minutes, curves.progress_agent_steps)
-        return total
+
+def summed_steps(timelines: Iterable[tuple[Sequence[float], Sequence[int]]], moments: Iterable[float]) -> FloatArray:
+    """The sum over agents of each one's step at each moment, from its (times, steps) records.
+
+    An agent's step is interpolated linearly between its records, and held at its first
+    (last) record before (after) them; an agent without records adds nothing.
+    """
+    points = np.asarray(list(moments), dtype=np.float64)
+    total = np.zeros_like(points)
+    for times, steps in timelines:
+        if len(times):
+            total += np.interp(points, times, steps)
+    return total
 
 
 def _timestamp(text: str) -> datetime:
