@@ -87,9 +87,10 @@ $(VENV)/.docs-installed: $(VENV)/.installed tests/pyproject.toml
 	$(BIN)/python -m pip install --quiet -c constraints.txt --group tests/pyproject.toml:docs
 	touch $@
 
+# Never --quiet: it hides the warnings that --strict fails on. NO_MKDOCS_2_WARNING: no banner.
 docs: $(VENV)/.docs-installed  ## build the documentation site into site/ (strict: a broken link fails)
 	$(BIN)/python -m borg_game.config_reference docs/configuration.md
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict  # not --quiet: it hides the warnings that strict fails on
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	@echo "site built: site/index.html (make docs-serve serves it on 127.0.0.1:8000)"
 
 docs-serve: $(VENV)/.docs-installed  ## serve the documentation on 127.0.0.1:8000, rebuilt on every edit
