@@ -9,9 +9,12 @@ ENV ?=
 SERVICES := game monitor harness
 SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
+# `make run` appends every agent's training log (JSON lines) here; `make plot` draws it.
+TRAINING_LOG ?= runs/training-log.jsonl
+PLOT_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak
+.PHONY: help install run plot test lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,13 +25,16 @@ $(VENV)/.installed: $(foreach service,$(SERVICES),$(service)/pyproject.toml) tes
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
 		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test) \
-		--group tests/pyproject.toml:test
+		--group game/pyproject.toml:plot --group tests/pyproject.toml:test
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv with every service, dev and test tools
 
 run: install  ## the local hive: AGENTS=2 agents on an embedded Redis (ENV=CartPole-v1 for a quick one)
-	$(BIN)/python -m borg_game.hive --agents $(AGENTS) $(if $(ENV),--env-id $(ENV))
+	CONFIG_training_log_file=$(TRAINING_LOG) $(BIN)/python -m borg_game.hive --agents $(AGENTS) $(if $(ENV),--env-id $(ENV))
+
+plot: install  ## learning curves of the newest `make run` (TRAINING_LOG) to a PNG; PLOT_ARGS="--run-id ..."
+	$(BIN)/python -m borg_game.plot $(TRAINING_LOG) $(PLOT_ARGS)
 
 # One pytest run per project: each has its own `tests` package and settings.
 test: install kafka-jars stack-tools  ## every test, against real servers on loopback
@@ -75,6 +81,21 @@ proto: install  ## regenerate the Python code of proto/transition.proto
 
 lock: install  ## re-pin constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^borg-' > constraints.txt
+
+# --- the documentation site (mkdocs.yml): docs/*.md, with the configuration page generated ---
+$(VENV)/.docs-installed: $(VENV)/.installed tests/pyproject.toml
+	$(BIN)/python -m pip install --quiet -c constraints.txt --group tests/pyproject.toml:docs
+	touch $@
+
+# Never --quiet: it hides the warnings that --strict fails on. NO_MKDOCS_2_WARNING: no banner.
+docs: $(VENV)/.docs-installed  ## build the documentation site into site/ (strict: a broken link fails)
+	$(BIN)/python -m borg_game.config_reference docs/configuration.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "site built: site/index.html (make docs-serve serves it on 127.0.0.1:8000)"
+
+docs-serve: $(VENV)/.docs-installed  ## serve the documentation on 127.0.0.1:8000, rebuilt on every edit
+	$(BIN)/python -m borg_game.config_reference docs/configuration.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and models/
 	rm -rf .hive
