@@ -278,8 +278,9 @@ def test_the_replica_is_the_redis_service_made_a_replica_of_it(compose_replica_m
     # Same image, user, start command and logins: the same password and ACL user `monitor`.
     for key in ("image", "user", "command", "healthcheck", "restart"):
         assert replica[key] == primary[key], key
-    assert replica_environment == {**service_environment(compose_replica_model, "redis"), "REDIS_REPLICA_OF": "redis 6379"}
-    assert "REDIS_REPLICA_OF" not in service_environment(compose_replica_model, "redis")
+    primary_environment = service_environment(compose_replica_model, "redis")
+    assert replica_environment == {**primary_environment, "REDIS_REPLICA_OF": "redis 6379"}
+    assert "REDIS_REPLICA_OF" not in primary_environment
     assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
     # A volume of its own, and no published port.
     assert [(v["source"], v["target"]) for v in replica["volumes"]] == [("redis-replica-data", "/data")]

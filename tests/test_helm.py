@@ -6,6 +6,9 @@ settings and logins, Redis as compose runs it, exposure and NetworkPolicies."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,6 +202,14 @@ def test_settings_reach_agents_and_monitor_as_a_configmap_through_envfrom(name: 
     assert container["envFrom"] == [{"configMapRef": {"name": f"{PREFIX}-settings"}}]
 
 
+def test_numbers_of_a_values_file_reach_the_agents_as_written(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("settings:\n  total_steps: 5000000\n  learning_rate: 0.0001\n  learning: false\n")
+    settings = find(render(values), "ConfigMap", f"{PREFIX}-settings")["data"]
+    assert (settings["CONFIG_total_steps"], settings["CONFIG_learning_rate"]) == ("5000000", "0.0001")
+    assert settings["CONFIG_learning"] == "false"
+
+
 @pytest.mark.parametrize("values", [[], [CPU_VALUES]], ids=["default", "cpu"])
 def test_every_setting_of_the_values_is_one_the_agents_know(values: list[Path]) -> None:
     settings = find(render(*values), "ConfigMap", f"{PREFIX}-settings")["data"]
@@ -227,6 +238,23 @@ def test_without_replicas_agents_read_from_the_primary() -> None:
     manifests = render(**{"redis.replicas.count": "0"})
     assert "CONFIG_redis_read_url" not in env_of(pod_spec(game(manifests))["containers"][0])
     assert not [m for m in manifests if m["metadata"]["name"].startswith(f"{PREFIX}-redis-re")]
+
+
+def test_agents_share_one_read_write_many_model_store_by_default(default_manifests: Manifests) -> None:
+    claim = find(default_manifests, "PersistentVolumeClaim", f"{PREFIX}-game-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    volumes = pod_spec(game(default_manifests))["volumes"]
+    assert volumes == [{"name": "data", "persistentVolumeClaim": {"claimName": f"{PREFIX}-game-data"}}]
+    mounts = {m["mountPath"]: m["subPath"] for m in pod_spec(game(default_manifests))["containers"][0]["volumeMounts"]}
+    assert mounts == {"/data/models": "models", "/data/tensorboard": "tensorboard"}
+
+
+def test_agents_get_a_volume_each_when_not_shared() -> None:
+    manifests = render(**{"agents.storage.shared": "false"})
+    assert not of_kind(manifests, "PersistentVolumeClaim")
+    (template,) = game(manifests)["spec"]["volumeClaimTemplates"]
+    assert (template["metadata"]["name"], template["spec"]["accessModes"]) == ("data", ["ReadWriteOnce"])
+    assert "volumes" not in pod_spec(game(manifests))
 
 
 # --------------------------------------------------------------------------- Redis, secrets
@@ -439,3 +467,24 @@ def test_logstash_mounts_the_pipeline_where_pipelines_yml_points(
     compose_targets = {volume["target"] for volume in compose_model["services"]["logstash"]["volumes"]}
     # compose mounts the pipeline folder, the chart its one file.
     assert targets == (compose_targets - {"/usr/share/logstash/pipeline"}) | {"/usr/share/logstash/pipeline/borg.conf"}
+
+
+def shell_scripts(manifests: Manifests) -> Iterator[tuple[str, str, str]]:
+    """(where, shell, script) of every container command and probe run by a shell with -c."""
+    for workload in (m for m in manifests if m["kind"] in WORKLOADS):
+        for container in containers(workload):
+            probe = container.get("readinessProbe", {}).get("exec", {}).get("command", [])
+            for what, command in (("command", container.get("command", [])), ("probe", probe)):
+                if len(command) == 3 and command[0] in {"/bin/sh", "/bin/bash"} and command[1] in {"-c", "-ec"}:
+                    yield f"{workload['metadata']['name']}/{container['name']} {what}", command[0], command[2]
+
+
+def test_every_shell_script_of_the_chart_passes_shellcheck(default_manifests: Manifests, tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    scripts = list(shell_scripts(default_manifests))
+    assert len(scripts) >= 8
+    for index, (where, shell, script) in enumerate(scripts):
+        path = tmp_path / f"script-{index}.sh"
+        path.write_text(f"#!{shell}\n{script}\n")
+        result = subprocess.run([shellcheck, str(path)], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, f"{where}:\n{result.stdout}"

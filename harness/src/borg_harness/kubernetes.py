@@ -58,7 +58,7 @@ def _values_arguments(values_files: Sequence[Path], set_values: Mapping[str, str
     for file in values_files:
         arguments += ["--values", str(file)]
     for key, value in set_values.items():
-        arguments += ["--set-string", f"{key}={value}"]
+        arguments += ["--set", f"{key}={value}"]
     return arguments
 
 
