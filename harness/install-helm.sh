@@ -3,8 +3,8 @@
 # that tests can lint and render the chart of deploy/helm/borg-dqn without a cluster.
 #
 # Why built from source: Helm's release binaries are downloaded from a site that CI cannot
-# reach; the Go module proxy serves its source, and a static build takes a few minutes on
-# 2 cores (as harness/install-compose.sh does for Docker Compose).
+# reach; the Go module proxy serves its source, and a static build takes about 6 CPU-minutes
+# (as harness/install-compose.sh does for Docker Compose).
 #
 # The Kubernetes version that `helm lint` and `helm template` assume (.Capabilities) is set
 # from the client-go version of Helm's go.mod, as Helm's own Makefile does.
