@@ -245,8 +245,14 @@ def test_agents_share_one_read_write_many_model_store_by_default(default_manifes
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     volumes = pod_spec(game(default_manifests))["volumes"]
     assert volumes == [{"name": "data", "persistentVolumeClaim": {"claimName": f"{PREFIX}-game-data"}}]
-    mounts = {m["mountPath"]: m["subPath"] for m in pod_spec(game(default_manifests))["containers"][0]["volumeMounts"]}
-    assert mounts == {"/data/models": "models", "/data/tensorboard": "tensorboard"}
+    container = pod_spec(game(default_manifests))["containers"][0]
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    env = env_of(container)
+    assert (env["CONFIG_model_store"]["value"], env["CONFIG_tensorboard_dir"]["value"]) == (
+        "/data/models",
+        "/data/tensorboard",
+    )
+    assert pod_spec(game(default_manifests))["securityContext"]["fsGroup"] == 10001
 
 
 def test_agents_get_a_volume_each_when_not_shared() -> None:
