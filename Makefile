@@ -12,9 +12,13 @@ KAFKA_DEV_PORT ?= 9092
 # `make run` appends every agent's training log (JSON lines) here; `make plot` draws it.
 TRAINING_LOG ?= runs/training-log.jsonl
 PLOT_ARGS ?=
+# The tools harness/install-*.sh build (make stack-tools).
+TOOLS := $(or $(BORG_CACHE_DIR),$(HOME)/.cache/borg-dqn)/bin
+HELM := $(TOOLS)/helm
+KUBECHECK := $(TOOLS)/kubecheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install run plot test lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve
+.PHONY: help install run plot test lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve chart
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,13 +50,22 @@ test: install kafka-jars stack-tools  ## every test, against real servers on loo
 soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
 	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
 
-stack-tools: install  ## Docker Compose (built with Go) and the Elasticsearch zip for the stack tests (once, into ~/.cache/borg-dqn)
+stack-tools: install  ## Docker Compose, Helm, kubecheck (built with Go) and the Elasticsearch zip for the stack tests (once, into ~/.cache/borg-dqn)
 	bash harness/install-compose.sh
+	bash harness/install-helm.sh
+	bash harness/install-kubecheck.sh
 	$(BIN)/python -m borg_harness.search_server --install-only
 
 up: .env  ## the full stack in Docker: AGENTS=2 agents, Kafka, Elasticsearch, Kibana (docs/full-stack.md)
 	docker compose up --detach --build --scale game=$(AGENTS)
 	@echo "dashboard: http://localhost:5601/app/dashboards#/view/borg-dqn (ready once kibana-setup has exited 0)"
+
+CHART := deploy/helm/borg-dqn
+chart: stack-tools  ## lint the Helm chart and validate its manifests against the Kubernetes API types (docs/kubernetes.md)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --values $(CHART)/values-cpu.yaml
+	$(HELM) template hive $(CHART) | $(KUBECHECK)
+	$(HELM) template hive $(CHART) --values $(CHART)/values-cpu.yaml | $(KUBECHECK)
 
 down:  ## stop the full stack; its volumes (checkpoints, replay memory, indices) stay
 	docker compose down
