@@ -1,0 +1,9 @@
+#!/bin/sh
+# kafka-run-class.sh CLASS [ARGS...]: a Java main class of the Kafka jars in /opt/kafka/libs,
+# with the real distribution's variables: KAFKA_HEAP_OPTS, KAFKA_OPTS, KAFKA_LOG4J_OPTS.
+set -e
+class="$1"
+shift
+# shellcheck disable=SC2086  # the *_OPTS variables are word lists, as in the real script
+exec java ${KAFKA_HEAP_OPTS:-} ${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=/opt/kafka/config/tools-log4j2.properties} \
+    ${KAFKA_OPTS:-} -cp '/opt/kafka/libs/*' "$class" "$@"
