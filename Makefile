@@ -19,7 +19,7 @@ help:  ## list the targets
 # One environment for every service of the repo, pinned by constraints.txt (what the images install).
 $(VENV)/.installed: $(foreach service,$(SERVICES),$(service)/pyproject.toml) tests/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
 		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test) \
 		--group tests/pyproject.toml:test
@@ -73,8 +73,9 @@ lint: install  ## ruff and mypy --strict on every service
 proto: install  ## regenerate the Python code of proto/transition.proto
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=game/src/borg_game --pyi_out=game/src/borg_game proto/transition.proto
 
+# --all: pip, setuptools and wheel too (torch needs setuptools at run time; the images get the pin).
 lock: install  ## re-pin constraints.txt from the current environment
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^borg-' > constraints.txt
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^borg-' > constraints.txt
 
 clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and models/
 	rm -rf .hive

@@ -258,12 +258,12 @@ def _is_complete(target: Path, version: str) -> bool:
 def ensure_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
     """Make the Kafka broker jars available locally and return their directory.
 
-    Resolves ``org.apache.kafka:kafka_2.13:<version>`` plus its runtime dependencies
-    and an slf4j->log4j2 binding, and ``kafka-tools`` (the command-line tools, e.g.
-    ``TopicCommand``, which the Docker stand-in of the Kafka image runs), with ``mvn dependency:copy-dependencies`` (Maven's
-    default repositories and ``~/.m2`` settings apply) into ``cache_dir`` (default:
-    :func:`default_cache_dir`). The directory holds only jars, so ``<dir>/*`` is a
-    complete ``java -cp`` class path.
+    Resolves ``org.apache.kafka:kafka_2.13:<version>`` plus its runtime dependencies,
+    an slf4j->log4j2 binding and ``kafka-tools`` (the command-line tools, e.g.
+    ``TopicCommand``, which the Docker stand-in of the Kafka image runs) with
+    ``mvn dependency:copy-dependencies`` (Maven's default repositories and ``~/.m2``
+    settings apply) into ``cache_dir`` (default: :func:`default_cache_dir`). The directory
+    holds only jars, so ``<dir>/*`` is a complete ``java -cp`` class path.
 
     Idempotent and safe to call concurrently (e.g. from pytest-xdist workers): a
     marker file records a finished install, so later calls return at once, and an
