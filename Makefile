@@ -11,7 +11,7 @@ SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak
+.PHONY: help install run test test-docker lint proto lock clean kafka kafka-jars stack-tools up down soak
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ test: install kafka-jars stack-tools  ## every test, against real servers on loo
 	cd monitor && ../$(BIN)/python -m pytest
 	cd harness && ../$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests
+
+# As root on Debian bookworm: installs and starts Debian's Docker engine (stopped again after),
+# builds stand-in base images from Debian packages (harness/docker/README.md), the images with
+# `docker compose build`, then runs and checks redis, kafka, 2 CPU agents and the monitor.
+test-docker: install kafka-jars stack-tools  ## the stack in a real Docker engine, as users run it (root; docs/full-stack.md)
+	$(BIN)/python -m pytest tests/test_stack_in_docker.py -m docker -s
 
 soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
 	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
