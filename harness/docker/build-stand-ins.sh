@@ -34,6 +34,7 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # The Debian mirror this host's apt uses for bookworm, read from apt's own configuration
 # (sources.list or deb822 .sources alike), so no host name is written into any file here.
 debian_mirror() {
+    # shellcheck disable=SC2016  # $(REPO_URI) is apt's own field syntax, not the shell's
     apt-get indextargets --format '$(REPO_URI) $(CODENAME)' 2>/dev/null \
         | awk '$2 == "bookworm" { print $1; exit }'
 }
