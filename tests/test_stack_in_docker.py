@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from conftest import REPO_ROOT, SCHEMAS, consume_records, load_schema
+from conftest import REPO_ROOT, SCHEMAS, KafkaRecord, consume_records, load_schema
 from docker_stack import AGENTS, BUILT, HARNESS_DIR, Container, Stack, docker, run_step, wait_for
 
 # The first test also installs the engine and builds every image (tens of minutes cold).
@@ -259,7 +259,13 @@ def test_the_replay_list_and_the_push_counter_grow(stack: Stack) -> None:
 
 def test_both_topics_receive_messages_valid_against_their_schemas(stack: Stack, history: History) -> None:
     topics = sorted(SCHEMAS)
-    records = consume_records(stack.kafka_bootstrap_servers, topics, dict.fromkeys(topics, 1), timeout=300)
+
+    def from_both_agents() -> list[KafkaRecord] | None:
+        records = consume_records(stack.kafka_bootstrap_servers, topics, dict.fromkeys(topics, 1), timeout=300)
+        senders = {json.loads(record.value)["agent_id"] for record in records if record.topic == "training_log"}
+        return records if senders >= history.agent_ids else None
+
+    records = wait_for(from_both_agents, 300, f"training-log messages of {sorted(history.agent_ids)}")
     for topic in topics:
         validator = jsonschema.Draft202012Validator(load_schema(topic), format_checker=jsonschema.FormatChecker())
         messages = [json.loads(record.value) for record in records if record.topic == topic]
@@ -267,8 +273,6 @@ def test_both_topics_receive_messages_valid_against_their_schemas(stack: Stack, 
         for message in messages:
             errors = [f"{error.json_path}: {error.message}" for error in validator.iter_errors(message)]
             assert not errors, f"{topic}: {message}: {errors}"
-    senders = {json.loads(record.value)["agent_id"] for record in records if record.topic == "training_log"}
-    assert senders >= history.agent_ids
 
 
 def test_the_monitor_counts_both_agents(stack: Stack) -> None:

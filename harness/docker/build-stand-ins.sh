@@ -91,7 +91,7 @@ build_from_dockerfile() {
     local image="$1" context="$2" start=$SECONDS
     shift 2
     echo "== $image: docker build $context"
-    docker build --progress=plain --build-arg "BASE_IMAGE=$python_image" "$@" -t "$image" "$context" 2>&1 \
+    docker build --build-arg "BASE_IMAGE=$python_image" "$@" -t "$image" "$context" 2>&1 \
         | sed "s|^|  [$image] |"
     echo "== $image: built in $((SECONDS - start))s"
 }
