@@ -112,11 +112,10 @@ def sb3_worker(args: argparse.Namespace) -> int:
     """Train SB3's DQN with rl-zoo's CartPole settings, logging evaluations like an agent does."""
     import gymnasium as gym
     import torch
+    from borg_common.timestamps import utc_timestamp
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
-
-    from borg_game.telemetry import utc_timestamp
 
     torch.set_num_threads(args.torch_threads)
 

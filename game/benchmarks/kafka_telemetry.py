@@ -5,7 +5,7 @@
 Starts a real broker (borg_harness), then prints:
 - the bare environment step time of CartPole-v1 and of the preprocessed ALE/Pong-v5 stack;
 - the cost of one training-log record (TrainingLog.record: timestamp, dict, JSON, produce)
-  into a KafkaSink, with the broker up and with it stopped;
+  into a KafkaJsonProducer, with the broker up and with it stopped;
 - records per environment step (one per episode, one per train_frequency *
   train_log_interval steps) and so the telemetry overhead as a share of the step time;
 - the messages/s the sink sustains end to end (emit as fast as possible until delivered).
@@ -20,11 +20,11 @@ import time
 from typing import Any
 
 import numpy as np
+from borg_common.kafka_producer import KafkaJsonProducer
 from borg_harness.kafka_broker import KafkaBroker
 from loguru import logger
 
 from borg_game.envs import make_env
-from borg_game.kafka_sink import KafkaSink
 from borg_game.settings import load_settings
 from borg_game.telemetry import TrainingLog
 
@@ -87,13 +87,19 @@ def main() -> int:
 
     with KafkaBroker() as broker:
         baseline = record_cost(TrainingLog("bench", "agent-0", []), args.records)
-        sink = KafkaSink(
-            broker.bootstrap_servers, "bench_training_log", key="agent-0", linger_ms=defaults.kafka_linger_ms
+        sink = KafkaJsonProducer(
+            broker.bootstrap_servers,
+            "bench_training_log",
+            key="agent-0",
+            kind="training-log",
+            linger_ms=defaults.kafka_linger_ms,
         )
         up = record_cost(TrainingLog("bench", "agent-0", [sink]), args.records)
         sink.close()
 
-        throughput_sink = KafkaSink(broker.bootstrap_servers, "bench_throughput", key="agent-0", flush_timeout=60)
+        throughput_sink = KafkaJsonProducer(
+            broker.bootstrap_servers, "bench_throughput", key="agent-0", kind="training-log", flush_timeout=60
+        )
         log = TrainingLog("bench", "agent-0", [throughput_sink])
         started = time.perf_counter()
         for index in range(args.records * 5):
@@ -101,7 +107,9 @@ def main() -> int:
         throughput_sink.close()
         sustained = throughput_sink.counters.delivered / (time.perf_counter() - started)
 
-        down_sink = KafkaSink(broker.bootstrap_servers, "bench_outage", key="agent-0", flush_timeout=0.1)
+        down_sink = KafkaJsonProducer(
+            broker.bootstrap_servers, "bench_outage", key="agent-0", kind="training-log", flush_timeout=0.1
+        )
         broker.stop()
         down = record_cost(TrainingLog("bench", "agent-0", [down_sink]), args.records)
         down_sink.close()

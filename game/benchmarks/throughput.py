@@ -33,7 +33,7 @@ in a few minutes on 2 cores. What each number is:
   the bare env and SB3's loop before learning_starts); *_schedule the default epsilon
   schedule from step 0; *_greedy epsilon 0.01 (a Q-network forward pass nearly every step).
   sb3_sps_no_learning: Stable-Baselines3's DQN loop on the same env before learning_starts.
-- telemetry_overhead_pct: the no-learning loop with the real KafkaSink on a real broker versus
+- telemetry_overhead_pct: the no-learning loop with the real Kafka producer on a real broker versus
   no sink, in alternating pairs. The A/B medians (telemetry_ab_wall_pct, _cpu_pct) carry the
   machine's noise (several % on a shared 2-core box); telemetry_overhead_pct is the accounted
   cost over the same runs: time play spent inside the sink's emit plus all CPU time of the
@@ -619,9 +619,8 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
     """The no-learning loop with the Kafka reporter on and off, in interleaved pairs."""
     settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.telemetry_steps)
     try:
+        from borg_common.kafka_producer import KafkaJsonProducer
         from borg_harness.kafka_broker import KafkaBroker
-
-        from borg_game.kafka_sink import KafkaSink
     except ImportError as error:
         print(f"  no Kafka sink or harness ({error}): measuring the JSON-lines sink instead")
         return _telemetry_pairs(args, settings, lambda: _json_lines_sink(model_store), "JsonLinesSink")
@@ -630,10 +629,11 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
         broker.create_topics([settings.training_log_topic])
 
         def kafka() -> Sink:
-            return KafkaSink(
+            return KafkaJsonProducer(
                 broker.bootstrap_servers,
                 settings.training_log_topic,
                 key="bench-agent",
+                kind="training-log",
                 buffer_messages=settings.kafka_buffer_messages,
                 message_timeout=settings.kafka_message_timeout,
                 linger_ms=settings.kafka_linger_ms,
@@ -642,7 +642,7 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
                 client_id="borg-bench",
             )
 
-        return _telemetry_pairs(args, settings, kafka, "KafkaSink", broker.pid)
+        return _telemetry_pairs(args, settings, kafka, "KafkaJsonProducer", broker.pid)
 
 
 def _json_lines_sink(folder: Path) -> Sink:

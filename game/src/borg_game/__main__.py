@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
-from types import FrameType
 
 import redis
+from borg_common.redis_keys import AGENT_INDEX_KEY
+from borg_common.shutdown import ignore_stop_signals, stop_on_signals
 from loguru import logger
 
 from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
@@ -17,8 +16,6 @@ from borg_game.redis_access import RedisRefusedError, connect_redis
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings, SettingsError, load_settings
 from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSink, TrainingLog
-
-AGENT_INDEX_KEY = "borg:agent_index"
 
 
 def build_writer(settings: Settings, client: redis.Redis) -> ReplayWriter:
@@ -51,15 +48,7 @@ def main() -> int:
     logger.add(sys.stderr, level=settings.log_level, format="{time:HH:mm:ss} {level: <7} {extra[agent]} {message}")
     logger.configure(extra={"agent": "-"})
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        # No logging here: the handler may interrupt a log call and loguru's lock is not reentrant.
-        # The loop sees `stop` within a step and logs why it stopped.
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
 
     try:
         client = connect_redis(settings.redis_url, stop)
@@ -82,13 +71,14 @@ def main() -> int:
     if settings.training_log_file is not None:
         sinks.append(JsonLinesSink(settings.training_log_file))
     if settings.kafka_bootstrap_servers is not None:
-        from borg_game.kafka_sink import KafkaSink  # imports confluent_kafka: only when Kafka is configured
+        from borg_common.kafka_producer import KafkaJsonProducer  # imports confluent_kafka: only with Kafka
 
         sinks.append(
-            KafkaSink(
+            KafkaJsonProducer(
                 settings.kafka_bootstrap_servers,
                 settings.training_log_topic,
                 key=agent_id,
+                kind="training-log",
                 buffer_messages=settings.kafka_buffer_messages,
                 message_timeout=settings.kafka_message_timeout,
                 linger_ms=settings.kafka_linger_ms,
@@ -108,10 +98,7 @@ def main() -> int:
     try:
         result = run_agent(settings, agent_id, services, stop)
     finally:
-        # The final checkpoint is written: a second Ctrl-C or the launcher's SIGTERM must not
-        # turn a clean exit into a kill while the last buffers are flushed and Python shuts down.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_stop_signals()  # the final checkpoint is written: nothing may kill the flush
         writer.close(timeout=5.0)
         training_log.close()
     logger.info(

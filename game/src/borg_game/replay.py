@@ -24,6 +24,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 import redis
+from borg_common.backoff import ExponentialBackoff
+from borg_common.throttle import ThrottledLog
 from loguru import logger
 
 from borg_game import transition_pb2 as pb
@@ -121,7 +123,7 @@ class ReplayWriter:
         self.dropped = 0
         self.push_errors = 0
         self._in_flight = 0  # taken from the queue, not yet acknowledged by Redis
-        self._last_drop_log = 0.0
+        self._drop_log = ThrottledLog(5.0)
         self._thread = threading.Thread(target=self._run, name="replay-writer", daemon=True)
         self._thread.start()
 
@@ -132,14 +134,11 @@ class ReplayWriter:
         except queue.Full:
             with self._lock:
                 self.dropped += 1
-            now = time.monotonic()
-            if now - self._last_drop_log > 5.0:
-                self._last_drop_log = now
-                logger.warning(
-                    "replay push queue full ({} waiting): {} transitions dropped so far; is Redis reachable?",
-                    self._queue.maxsize,
-                    self.dropped,
-                )
+            self._drop_log.warning(
+                "replay push queue full ({} waiting): {} transitions dropped so far; is Redis reachable?",
+                self._queue.maxsize,
+                self.dropped,
+            )
 
     @property
     def pending(self) -> int:
@@ -185,7 +184,7 @@ class ReplayWriter:
         return batch
 
     def _run(self) -> None:
-        backoff = 0.1
+        backoff = ExponentialBackoff(initial=0.1, maximum=5.0)
         while not self._stop.is_set():
             batch = self._next_batch()
             if not batch:
@@ -200,6 +199,7 @@ class ReplayWriter:
                 except Exception as error:
                     with self._lock:
                         self.push_errors += 1
+                    delay = backoff.failed()
                     if not isinstance(error, redis.RedisError):
                         logger.opt(exception=error).error("unexpected error pushing to Redis; retrying")
                     elif isinstance(error, redis.exceptions.OutOfMemoryError) or "maxmemory" in str(error):
@@ -207,19 +207,18 @@ class ReplayWriter:
                             "Redis is out of memory (maxmemory reached, noeviction): {} transitions wait, retrying "
                             "in {:.1f}s; lower CONFIG_replay_capacity or raise Redis maxmemory",
                             len(batch) + self._queue.qsize(),
-                            backoff,
+                            delay,
                         )
                     else:
                         logger.warning(
-                            "replay push of {} transitions failed ({}); retrying in {:.1f}s", len(batch), error, backoff
+                            "replay push of {} transitions failed ({}); retrying in {:.1f}s", len(batch), error, delay
                         )
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    self._stop.wait(delay)
                     continue
                 with self._lock:
                     self.pushed += len(batch)
                     self._in_flight = 0
-                backoff = 0.1
+                backoff.succeeded()
                 break
 
 
@@ -229,6 +228,7 @@ class _BatchAssembler:
     def __init__(self, codec: TransitionCodec) -> None:
         self._codec = codec
         self.corrupt = 0
+        self._skipped = ThrottledLog(5.0)
 
     def assemble(self, entries: list[bytes]) -> ReplayBatch | None:
         decoded = []
@@ -237,7 +237,7 @@ class _BatchAssembler:
                 decoded.append(self._codec.decode(entry))
             except CorruptTransitionError as error:
                 self.corrupt += 1
-                logger.warning("skipped a corrupt replay entry: {}", error)
+                self._skipped.warning("skipped a corrupt replay entry ({} so far): {}", self.corrupt, error)
         if not decoded:
             return None
         return ReplayBatch(
@@ -352,7 +352,8 @@ class MirrorSampler:
         self._seen = 0
         self._pushed = 0
         self._corrupt = 0
-        self._last_error_log = 0.0
+        self._unreachable = ThrottledLog(5.0)
+        self._skipped = ThrottledLog(5.0)
 
     @property
     def hive_pushed(self) -> int:
@@ -384,14 +385,9 @@ class MirrorSampler:
                 if self._seen >= self._pushed or time.monotonic() > deadline:
                     return True
         except redis.RedisError as error:
-            now = time.monotonic()
-            if now - self._last_error_log > 5.0:
-                self._last_error_log = now
-                logger.warning(
-                    "replay mirror could not pull from Redis ({}); training on the {} transitions held",
-                    error,
-                    self.size(),
-                )
+            self._unreachable.warning(
+                "replay mirror could not pull from Redis ({}); training on the {} transitions held", error, self.size()
+            )
             return False
 
     def _append(self, entry: bytes) -> None:
@@ -405,7 +401,7 @@ class MirrorSampler:
             self._store.append(message, self._codec)
         except CorruptTransitionError as error:
             self._corrupt += 1
-            logger.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
+            self._skipped.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
         """Uniform draws; None while fewer than `batch_size` transitions are held."""
@@ -431,7 +427,7 @@ class DirectSampler:
         self._length = 0
         self._pushed = 0
         self._assembler = _BatchAssembler(codec)
-        self._last_error_log = 0.0
+        self._unreachable = ThrottledLog(5.0)
 
     @property
     def hive_pushed(self) -> int:
@@ -455,10 +451,7 @@ class DirectSampler:
             pipeline.get(self._counter_key)
             length, pushed = pipeline.execute()
         except redis.RedisError as error:
-            now = time.monotonic()
-            if now - self._last_error_log > 5.0:
-                self._last_error_log = now
-                logger.warning("direct replay sampler could not reach Redis: {}", error)
+            self._unreachable.warning("direct replay sampler could not reach Redis: {}", error)
             return False
         self._length = int(length)
         self._pushed = int(pushed or 0)
@@ -475,7 +468,7 @@ class DirectSampler:
                 pipeline.lindex(self._key, int(index))
             entries = [entry for entry in pipeline.execute() if entry is not None]
         except redis.RedisError as error:
-            logger.warning("direct replay sample failed: {}", error)
+            self._unreachable.warning("direct replay sample failed: {}", error)
             return None
         # Entries past the end (the list shrank since `sync`) are left out, not replaced by copies.
         return self._assembler.assemble(entries)

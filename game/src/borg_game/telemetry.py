@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis
+from borg_common.redis_keys import status_key, status_pattern
+from borg_common.throttle import ThrottledLog
+from borg_common.timestamps import utc_timestamp
 from loguru import logger
 
 MESSAGE_SCHEMA_VERSION = 1
@@ -37,11 +38,6 @@ _TENSORBOARD_TAGS: dict[str, dict[str, str]] = {
     },
     "eval": {"eval_return_mean": "eval/mean_return", "eval_return_std": "eval/std_return"},
 }
-
-
-def utc_timestamp() -> str:
-    """Now as ISO 8601 UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Sink(Protocol):
@@ -111,32 +107,27 @@ class TrainingLog:
                 logger.warning("closing telemetry sink {} failed: {}", type(sink).__name__, error)
 
 
-STATUS_KEY_PREFIX = "borg:status:"
-
-
 class StatusBoard:
     """Publishes this agent's latest progress to the hive's Redis for `make run`'s console view."""
 
     def __init__(self, client: redis.Redis, run_id: str, agent_id: str, ttl_seconds: int = 30) -> None:
         self._client = client
-        self._key = f"{STATUS_KEY_PREFIX}{run_id}:{agent_id}"
+        self._key = status_key(run_id, agent_id)
         self._ttl = ttl_seconds
-        self._last_error = 0.0
+        self._unreachable = ThrottledLog(30.0)
 
     def publish(self, status: dict[str, Any]) -> None:
         """Overwrite the status, expiring it so a dead agent leaves the view."""
         try:
             self._client.set(self._key, json.dumps(status), ex=self._ttl)
         except redis.RedisError as error:
-            if time.monotonic() - self._last_error > 30.0:
-                self._last_error = time.monotonic()
-                logger.warning("could not publish agent status to Redis: {}", error)
+            self._unreachable.warning("could not publish agent status to Redis: {}", error)
 
 
 def read_statuses(client: redis.Redis, run_id: str) -> list[dict[str, Any]]:
     """All live agents' statuses of a run, ordered by agent id."""
     statuses = []
-    for key in client.scan_iter(match=f"{STATUS_KEY_PREFIX}{run_id}:*", count=1000):
+    for key in client.scan_iter(match=status_pattern(run_id), count=1000):
         raw = client.get(key)
         if raw:
             statuses.append(json.loads(raw))

@@ -3,15 +3,16 @@ publish each reading to Kafka topic `memory_monitoring` (and to the log, Kafka o
 
 from __future__ import annotations
 
-import re
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 from typing import Any, Protocol
 
 import redis
+from borg_common.backoff import ExponentialBackoff
+from borg_common.redaction import redact_url, redact_values
+from borg_common.shutdown import ignore_stop_signals, stop_on_signals
+from borg_common.throttle import ThrottledLog
 from loguru import logger
 
 from borg_monitor.messages import MONITOR_AGENT_ID, console_line, memory_message
@@ -36,16 +37,10 @@ class Publisher(Protocol):
         ...
 
 
-def redacted(url: str) -> str:
-    """`url` without its password, for logs."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
-
-
-def retry_delay(poll_interval: float, failures: int) -> float:
-    """Seconds to wait after `failures` failed readings in a row: doubling from the poll
-    interval, capped at MAX_BACKOFF_SECONDS (or the poll interval, when that is longer)."""
-    cap = max(poll_interval, MAX_BACKOFF_SECONDS)
-    return float(min(cap, poll_interval * 2 ** max(0, failures - 1)))
+def reading_backoff(poll_interval: float) -> ExponentialBackoff:
+    """Waits after failed readings in a row: doubling from the poll interval, capped at
+    MAX_BACKOFF_SECONDS (or the poll interval, when that is longer)."""
+    return ExponentialBackoff(initial=poll_interval, maximum=max(poll_interval, MAX_BACKOFF_SECONDS))
 
 
 def run_monitor(
@@ -53,32 +48,29 @@ def run_monitor(
 ) -> int:
     """Poll until `stop` is set; returns how many readings were published."""
     previous: RedisReading | None = None
-    failures = 0
-    last_warning = -WARNING_INTERVAL_SECONDS
+    backoff = reading_backoff(settings.poll_interval)
+    unreadable = ThrottledLog(WARNING_INTERVAL_SECONDS)
     published = 0
     while not stop.is_set():
         started = time.monotonic()
         try:
             reading = probe.read()
         except redis.RedisError as error:
-            failures += 1
-            delay = retry_delay(settings.poll_interval, failures)
-            if time.monotonic() - last_warning >= WARNING_INTERVAL_SECONDS:
-                last_warning = time.monotonic()
-                logger.warning(
-                    "Redis at {} not readable ({}: {}); {} failed reading(s), retrying in {:.1f}s",
-                    redacted(settings.redis_url),
-                    type(error).__name__,
-                    error,
-                    failures,
-                    delay,
-                )
+            delay = backoff.failed()
+            unreadable.warning(
+                "Redis at {} not readable ({}: {}); {} failed reading(s), retrying in {:.1f}s",
+                redact_url(settings.redis_url),
+                type(error).__name__,
+                error,
+                backoff.failures,
+                delay,
+            )
             stop.wait(delay)
             continue
-        if failures:
-            logger.info("Redis readable again after {} failed reading(s)", failures)
-            failures = 0
-            last_warning = -WARNING_INTERVAL_SECONDS
+        if backoff.failures:
+            logger.info("Redis readable again after {} failed reading(s)", backoff.failures)
+            backoff.succeeded()
+            unreadable = ThrottledLog(WARNING_INTERVAL_SECONDS)  # the next outage is news at once
         message = memory_message(reading, previous, run_id=settings.run_id, capacity=settings.replay_capacity)
         previous = reading
         if publisher is not None:
@@ -94,12 +86,14 @@ def build_publisher(settings: MonitorSettings) -> Publisher | None:
     if settings.kafka_bootstrap_servers is None:
         logger.info("CONFIG_kafka_bootstrap_servers is not set: readings go to this log only")
         return None
-    from borg_monitor.kafka_publisher import KafkaPublisher  # imports confluent_kafka: only with Kafka
+    from borg_common.kafka_producer import KafkaJsonProducer  # imports confluent_kafka: only with Kafka
 
-    return KafkaPublisher(
+    return KafkaJsonProducer(
         settings.kafka_bootstrap_servers,
         settings.monitoring_topic,
         key=MONITOR_AGENT_ID,
+        kind="memory-monitoring",
+        client_id="borg-monitor",
         buffer_messages=settings.kafka_buffer_messages,
         message_timeout=settings.kafka_message_timeout,
         linger_ms=settings.kafka_linger_ms,
@@ -117,15 +111,8 @@ def main() -> int:
         return 2
     logger.remove()
     logger.add(sys.stderr, level=settings.log_level, format="{time:HH:mm:ss} {level: <7} monitor {message}")
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        # No logging here: the handler may interrupt a log call and loguru's lock is not reentrant.
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    logger.info("settings: {}", {**settings.model_dump(mode="json"), "redis_url": redacted(settings.redis_url)})
+    stop = stop_on_signals()
+    logger.info("settings: {}", redact_values(settings.model_dump(mode="json")))
 
     client = connect(settings.redis_url)
     probe = RedisProbe(client, settings.replay_key, settings.push_counter_key, settings.run_id)
@@ -133,9 +120,7 @@ def main() -> int:
     try:
         published = run_monitor(settings, probe, publisher, stop)
     finally:
-        # Stopping already: a second Ctrl-C or the launcher's SIGTERM must not kill the flush.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_stop_signals()  # stopping already: nothing may kill the flush
         if publisher is not None:
             publisher.close()
         client.close()
