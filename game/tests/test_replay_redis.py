@@ -10,7 +10,9 @@ import pytest
 import redis
 
 from borg_game.codec import Transition, TransitionCodec
-from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_transaction
+from borg_game.direct_sampler import DirectSampler
+from borg_game.mirror import MirrorSampler
+from borg_game.replay_writer import ReplayWriter, push_transaction
 
 KEY, COUNTER = "transitions", "transitions:pushed"
 

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 
-import redis
 from borg_common.redis_keys import AGENT_INDEX_KEY
 from borg_common.shutdown import ignore_stop_signals, stop_on_signals
 from loguru import logger
 
-from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
-from borg_game.codec import TransitionCodec
+from borg_game.agent import AgentServices, run_agent
 from borg_game.redis_access import RedisRefusedError, connect_redis
-from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
-from borg_game.settings import Settings, SettingsError, load_settings
-from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSink, TrainingLog
-
-
-def build_writer(settings: Settings, client: redis.Redis) -> ReplayWriter:
-    """The write side of the shared replay memory, as CONFIG_ sets it up."""
-    return ReplayWriter(
-        client,
-        settings.replay_key,
-        settings.push_counter_key,
-        settings.replay_capacity,
-        batch_size=settings.push_batch_size,
-        queue_size=settings.push_queue_size,
-    )
-
-
-def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
-    """The sample side chosen by CONFIG_replay_sampling."""
-    if settings.replay_sampling == "direct":
-        return DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
-    return MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
+from borg_game.replay_memory import build_replay_memory
+from borg_game.settings import SettingsError, load_settings
+from borg_game.status import StatusBoard
+from borg_game.telemetry import build_training_log
 
 
 def main() -> int:
@@ -58,41 +39,19 @@ def main() -> int:
     if settings.agent_index is None:
         # A unique index from the hive itself, so scaled replicas get distinct seeds and ids.
         settings = settings.model_copy(update={"agent_index": int(client.incr(AGENT_INDEX_KEY)) - 1})
-    agent_id = settings.resolved_agent_id(default_hostname())
+    agent_id = settings.resolved_agent_id(socket.gethostname())
     logger.configure(extra={"agent": agent_id})
     logger.info("settings: {}", settings.public_dump())
 
-    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    writer = build_writer(settings, client)
-    sinks: list[Sink] = []
-    run_dir = tensorboard_run_dir(settings, agent_id)
-    if run_dir is not None:
-        sinks.append(TensorBoardSink(run_dir, settings.public_dump()))
-    if settings.training_log_file is not None:
-        sinks.append(JsonLinesSink(settings.training_log_file))
-    if settings.kafka_bootstrap_servers is not None:
-        from borg_common.kafka_producer import KafkaJsonProducer  # imports confluent_kafka: only with Kafka
-
-        sinks.append(
-            KafkaJsonProducer(
-                settings.kafka_bootstrap_servers,
-                settings.training_log_topic,
-                key=agent_id,
-                kind="training-log",
-                buffer_messages=settings.kafka_buffer_messages,
-                message_timeout=settings.kafka_message_timeout,
-                linger_ms=settings.kafka_linger_ms,
-                compression=settings.kafka_compression,
-                flush_timeout=settings.kafka_flush_timeout,
-                client_id=f"borg-game-{agent_id}",
-            )
-        )
-    training_log = TrainingLog(settings.run_id, agent_id, sinks)
+    memory = build_replay_memory(settings, client)
+    writer = memory.writer
+    training_log = build_training_log(settings, agent_id)
     services = AgentServices(
+        codec=memory.codec,
         writer=writer,
-        sampler=build_sampler(settings, client, codec),
+        sampler=memory.sampler,
         training_log=training_log,
-        status_board=StatusBoard(client, settings.run_id, agent_id),
+        callbacks=[StatusBoard(client, settings.run_id, agent_id)],
     )
     started = time.monotonic()
     try:
