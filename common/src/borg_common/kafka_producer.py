@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from loguru import logger
 
+from borg_common.settings import SharedSettings
 from borg_common.throttle import ThrottledLog
 
 # Repeated problems (a broker that stays down, a full buffer) are logged at most this often.
@@ -215,3 +216,21 @@ class KafkaJsonProducer:
             len(self._producer),
             self._buffer_messages,
         )
+
+
+def producer_from_settings(
+    settings: SharedSettings, bootstrap_servers: str, topic: str, *, key: str, kind: str, client_id: str
+) -> KafkaJsonProducer:
+    """A producer to `topic` as the shared CONFIG_kafka_* keys set it up."""
+    return KafkaJsonProducer(
+        bootstrap_servers,
+        topic,
+        key=key,
+        kind=kind,
+        buffer_messages=settings.kafka_buffer_messages,
+        message_timeout=settings.kafka_message_timeout,
+        linger_ms=settings.kafka_linger_ms,
+        compression=settings.kafka_compression,
+        flush_timeout=settings.kafka_flush_timeout,
+        client_id=client_id,
+    )

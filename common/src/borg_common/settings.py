@@ -11,7 +11,7 @@ describe validation errors naming the key, and write the `.env.example` blocks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY
 
 ENV_PREFIX = "CONFIG_"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class SettingsError(ValueError):
@@ -111,6 +113,14 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel]) ->
         shown = f"={given!r}" if not isinstance(given, dict) else ""
         lines.append(f"{ENV_PREFIX}{field}{shown}: {item['msg']}{expected}")
     return "; ".join(lines)
+
+
+def validate_settings(model: type[ModelT], values: Mapping[str, Any]) -> ModelT:
+    """`model` of exactly `values` (no other source is read); SettingsError naming each bad key."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error, model)) from None
 
 
 def env_value(value: Any) -> str:

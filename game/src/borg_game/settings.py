@@ -22,11 +22,11 @@ from borg_common.settings import (
     SettingsError,
     SharedSettings,
     config_values,
-    describe_validation_error,
     env_example_lines,
+    validate_settings,
 )
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 __all__ = ["ENV_PRESETS", "Settings", "SettingsError", "env_example", "load_settings"]
@@ -205,11 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     env_id = str(merged.get("env_id") or Settings.model_fields["env_id"].default)
     for name, value in ENV_PRESETS.get(env_id, {}).items():
         merged.setdefault(name, value)  # a preset only fills what the user did not set
-    try:
-        # Explicit values outrank every other source, so the result depends on `environ` alone.
-        return Settings(_env_file=None, **merged)  # type: ignore[call-arg]  # pydantic-settings init kwarg
-    except ValidationError as error:
-        raise SettingsError(describe_validation_error(error, Settings)) from None
+    return validate_settings(Settings, merged)
 
 
 def env_example() -> str:

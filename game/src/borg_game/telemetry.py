@@ -206,17 +206,13 @@ def build_training_log(settings: Settings, agent_id: str) -> TrainingLog:
 
 def kafka_sink(bootstrap_servers: str, settings: Settings, agent_id: str) -> Sink:
     """The training log's Kafka producer to `bootstrap_servers`, as CONFIG_kafka_* sets it up."""
-    from borg_common.kafka_producer import KafkaJsonProducer  # imports confluent_kafka: only with Kafka
+    from borg_common.kafka_producer import producer_from_settings  # imports confluent_kafka: only with Kafka
 
-    return KafkaJsonProducer(
+    return producer_from_settings(
+        settings,
         bootstrap_servers,
         settings.training_log_topic,
         key=agent_id,
         kind="training-log",
-        buffer_messages=settings.kafka_buffer_messages,
-        message_timeout=settings.kafka_message_timeout,
-        linger_ms=settings.kafka_linger_ms,
-        compression=settings.kafka_compression,
-        flush_timeout=settings.kafka_flush_timeout,
         client_id=f"borg-game-{agent_id}",
     )

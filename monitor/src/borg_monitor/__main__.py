@@ -86,19 +86,15 @@ def build_publisher(settings: MonitorSettings) -> Publisher | None:
     if settings.kafka_bootstrap_servers is None:
         logger.info("CONFIG_kafka_bootstrap_servers is not set: readings go to this log only")
         return None
-    from borg_common.kafka_producer import KafkaJsonProducer  # imports confluent_kafka: only with Kafka
+    from borg_common.kafka_producer import producer_from_settings  # imports confluent_kafka: only with Kafka
 
-    return KafkaJsonProducer(
+    return producer_from_settings(
+        settings,
         settings.kafka_bootstrap_servers,
         settings.monitoring_topic,
         key=MONITOR_AGENT_ID,
         kind="memory-monitoring",
         client_id="borg-monitor",
-        buffer_messages=settings.kafka_buffer_messages,
-        message_timeout=settings.kafka_message_timeout,
-        linger_ms=settings.kafka_linger_ms,
-        compression=settings.kafka_compression,
-        flush_timeout=settings.kafka_flush_timeout,
     )
 
 

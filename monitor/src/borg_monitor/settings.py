@@ -21,12 +21,11 @@ from borg_common.settings import (
     SettingsError,
     SharedSettings,
     config_values,
-    describe_validation_error,
     env_example_lines,
     monitor_only_keys,
+    validate_settings,
 )
 from dotenv import dotenv_values
-from pydantic import ValidationError
 
 __all__ = ["MonitorSettings", "SettingsError", "env_example", "load_settings"]
 
@@ -40,11 +39,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     fields = MonitorSettings.model_fields
     merged = config_values(dotenv_values(env_file), fields) if env_file is not None and env_file.is_file() else {}
     merged.update(config_values(environ, fields))
-    try:
-        # model_validate, not the constructor: the result depends on `environ` and `env_file` alone.
-        return MonitorSettings.model_validate(merged)
-    except ValidationError as error:
-        raise SettingsError(describe_validation_error(error, MonitorSettings)) from None
+    return validate_settings(MonitorSettings, merged)
 
 
 def env_example() -> str:
