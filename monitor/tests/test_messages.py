@@ -3,8 +3,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from borg_monitor.__main__ import reading_backoff
 from borg_monitor.messages import bytes_per_transition, console_line, insert_rate, memory_message
+from borg_monitor.polling import reading_backoff
 from borg_monitor.redis_probe import RedisReading
 from tests.conftest import schema_errors
 
