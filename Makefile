@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AGENTS ?= 2
 ENV ?=
-# Python projects of the repo, each with src/, tests/ and dev/test dependency groups.
-SERVICES := game monitor harness
+# Python projects of the repo, each with src/, tests/ and dev/test dependency groups
+# (common: the library both services install).
+SERVICES := common game monitor harness
 SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
 # `make run` appends every agent's training log (JSON lines) here; `make plot` draws it.
@@ -42,6 +43,7 @@ plot: install  ## learning curves of the newest `make run` (TRAINING_LOG) to a P
 
 # One pytest run per project: each has its own `tests` package and settings.
 test: install kafka-jars stack-tools  ## every test, against real servers on loopback
+	cd common && ../$(BIN)/python -m pytest
 	cd game && ../$(BIN)/python -m pytest
 	cd monitor && ../$(BIN)/python -m pytest
 	cd harness && ../$(BIN)/python -m pytest
