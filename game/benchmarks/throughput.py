@@ -516,7 +516,7 @@ def agent_settings(redis_url: str, model_store: Path, **overrides: object) -> Se
 def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0) -> LoopRun:
     """One run of the real agent loop with a real writer and mirror on the real Redis."""
     client = redis.Redis.from_url(settings.redis_url)
-    client.delete(settings.replay_key, settings.push_counter_key)
+    client.delete(settings.env_replay_key, settings.env_push_counter_key)
     memory = build_replay_memory(settings, client)
     clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
