@@ -5,6 +5,9 @@ working directory, in any case (`CONFIG_seed` and `CONFIG_SEED` are the same key
 environment wins over `.env`. An unknown `CONFIG_` key or a bad value stops the agent with a
 message that names the key: a typo must never silently fall back to a default. The keys the
 memory monitor reads too come from `borg_common.settings.SharedSettings`.
+
+`CONFIG_AGENT<i>__<key>` sets `<key>` for the agent of index i alone (agents configured
+individually in one hive, locally and under compose); it is checked like every key.
 """
 
 from __future__ import annotations
@@ -278,6 +281,8 @@ def env_example() -> str:
     lines = [
         "# --- game agents: python -m borg_game.settings prints this block ---",
         "# Every key with its default, commented out: uncomment a line to change it.",
+        "# One agent only: CONFIG_AGENT<i>__<key>=value sets <key> for the agent of index i",
+        "# (e.g. CONFIG_AGENT1__learning_rate=0.0005); docs/full-stack.md, individually configured agents.",
         *env_example_lines(Settings, Settings.model_fields),
     ]
     return "\n".join(lines) + "\n"
