@@ -322,7 +322,7 @@ def fill_replay(client: redis.Redis, settings: MonitorSettings) -> None:
     client.set(settings.push_counter_key, 25)
     for agent in ("a", "b"):
         client.set(f"borg:status:{settings.run_id}:{agent}", "{}", ex=30)
-    client.set("borg:agent_index", 2)
+    client.set("borg:agent:borg-dqn:lease:0", 2)
 
 
 def test_redis_gets_its_passwords_on_no_command_line(stack_redis: StackRedis) -> None:
@@ -378,7 +378,7 @@ def test_the_replica_override_replicates_with_the_stack_passwords_and_acl(
         monitor = redis.Redis(port=replica_server.port, username="monitor", password=monitor_password)
         assert int(monitor.llen("transitions")) == 8
         with pytest.raises(redis.exceptions.NoPermissionError):
-            monitor.get("borg:agent_index")
+            monitor.get("borg:agent:borg-dqn:lease:0")
         problem = redis_problem(f"redis://127.0.0.1:{replica_server.port}/0")
         assert problem is not None and "requires a password" in problem
         for client in (writer, replica, monitor):
@@ -431,7 +431,7 @@ def test_the_monitor_reads_everything_it_needs_as_its_read_only_user(
         ("DEL", "transitions"),
         ("FLUSHALL",),
         ("FLUSHDB",),
-        ("GET", "borg:agent_index"),
+        ("GET", "borg:agent:borg-dqn:lease:0"),
         ("CONFIG", "GET", "requirepass"),
         ("ACL", "LIST"),
         ("SHUTDOWN",),
