@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import redis
-
 from borg_common.redis_keys import agent_lease_key
+
 from borg_game.identity import IndexLease, claim_agent_index
 
 RUN = "run"
