@@ -81,7 +81,8 @@ def test_evaluating_and_playing_agents_are_named_so() -> None:
 
 
 def test_view_before_any_agent_reports_says_so() -> None:
-    assert render_progress([], "local-1", 3.0, None) == "[elapsed 0:00:03] local-1: waiting for the agents' first status"
+    view = render_progress([], "local-1", 3.0, None)
+    assert view == "[elapsed 0:00:03] local-1: waiting for the agents' first status"
 
 
 def test_best_evaluation_is_the_highest_seen_and_outlives_the_agent_that_made_it() -> None:
