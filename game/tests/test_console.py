@@ -68,7 +68,7 @@ def test_time_left_is_unknown_while_an_agent_fills_or_has_no_speed() -> None:
 
 def test_hours_run_past_a_day() -> None:
     view = render_progress([replace(LEARNING, step=0, total_steps=5_000_000, steps_per_second=50.0)], "r", 0.0, None)
-    assert view.startswith("[elapsed 0:00:00, left ~27:46:40] r: 1 agents (1 learning)")
+    assert view.startswith("[elapsed 0:00:00, left ~27:46:40] r: 1 agent (1 learning)")
 
 
 def test_evaluating_and_playing_agents_are_named_so() -> None:

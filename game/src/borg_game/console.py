@@ -98,7 +98,7 @@ def render_progress(
     pushed = max(status.hive_pushed for status in statuses)
     best_text = f"{best.score:.1f} ({best.agent_id})" if best is not None else "-"
     lines = [
-        f"{clock} {run_id}: {len(statuses)} agents ({hive_phases(statuses)}) | "
+        f"{clock} {run_id}: {len(statuses)} agent{'s' if len(statuses) > 1 else ''} ({hive_phases(statuses)}) | "
         f"{hive_speed:,.0f} steps/s (last {RATE_WINDOW_SECONDS:.0f} s) | hive steps {hive_steps:,}",
         f"  best eval {best_text} | episodes {episodes:,} | mean100 return "
         f"{_score(sum(means) / len(means) if means else None)} | replay {replay:,} held, {pushed:,} pushed",
