@@ -126,7 +126,7 @@ class Agent:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.train_rounds = 0
         self.last_report = 0.0
-        self.step_rate = WindowedRate(RATE_WINDOW_SECONDS, time.monotonic(), self.state.step)
+        self.step_rate = WindowedRate(RATE_WINDOW_SECONDS)
         self.episode_started = time.perf_counter()
         logger.info(
             "agent {} on {} ({} actions, observations {}), device {}, starting at step {}",

@@ -17,15 +17,16 @@ class WindowedRate:
 
     Marks come at the agent's status reports, a few seconds apart, so a few dozen are held.
     The oldest mark kept is the newest one at or before the window's start: the rate spans
-    the whole window once the counter is older than it, and the time since the first mark
-    before that.
+    the whole window once the marks are older than it, and the time since the first mark
+    before that. The agent marks first at its first report, after its first step, so the
+    time it took to start is not counted as time spent playing.
     """
 
-    def __init__(self, window_seconds: float, now: float, count: int) -> None:
+    def __init__(self, window_seconds: float) -> None:
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         self._window_seconds = window_seconds
-        self._marks: deque[tuple[float, int]] = deque([(now, count)])
+        self._marks: deque[tuple[float, int]] = deque()
 
     def mark(self, now: float, count: int) -> None:
         """Note the counter's value at time `now` (seconds, from a monotonic clock)."""
@@ -35,7 +36,9 @@ class WindowedRate:
             self._marks.popleft()
 
     def per_second(self) -> float:
-        """The counter's increase per second between the oldest kept mark and the newest."""
+        """The counter's increase per second between the oldest kept mark and the newest; 0 before two."""
+        if len(self._marks) < 2:
+            return 0.0
         (first_time, first_count), (last_time, last_count) = self._marks[0], self._marks[-1]
         if last_time <= first_time:
             return 0.0
