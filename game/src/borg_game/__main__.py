@@ -77,8 +77,9 @@ def main() -> int:
     writer = build_writer(settings, client)
     sinks: list[Sink] = []
     run_dir = tensorboard_run_dir(settings, agent_id)
-    if run_dir is not None:
-        sinks.append(TensorBoardSink(run_dir, settings.public_dump()))
+    tensorboard = TensorBoardSink(run_dir, settings.public_dump()) if run_dir is not None else None
+    if tensorboard is not None:
+        sinks.append(tensorboard)
     if settings.training_log_file is not None:
         sinks.append(JsonLinesSink(settings.training_log_file))
     if settings.kafka_bootstrap_servers is not None:
@@ -103,6 +104,7 @@ def main() -> int:
         sampler=build_sampler(settings, client, codec),
         training_log=training_log,
         status_board=StatusBoard(client, settings.run_id, agent_id),
+        animations=tensorboard,
     )
     started = time.monotonic()
     try:

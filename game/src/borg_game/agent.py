@@ -34,6 +34,7 @@ from borg_game.checkpoint import (
 from borg_game.codec import Transition, TransitionCodec
 from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss
 from borg_game.envs import make_env
+from borg_game.eval_videos import AnimationSink, EvaluationVideos
 from borg_game.networks import build_q_network
 from borg_game.replay import ReplayBatch, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings
@@ -254,6 +255,7 @@ class AgentServices:
     sampler: ReplaySampler
     training_log: TrainingLog
     status_board: StatusBoard | None = None
+    animations: AnimationSink | None = None
 
 
 def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: threading.Event) -> RunResult:
@@ -267,8 +269,16 @@ def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: 
     device = select_device(settings.device)
 
     env = make_env(settings.env_id, seed, settings.repeat_action_probability, settings.frame_stack, settings.noop_max)
-    eval_env = make_env(
-        settings.env_id, seed + 10_000, settings.repeat_action_probability, settings.frame_stack, settings.noop_max
+    videos = EvaluationVideos.from_settings(settings, agent_id, services.animations)
+    eval_env = videos.wrap(
+        make_env(
+            settings.env_id,
+            seed + 10_000,
+            settings.repeat_action_probability,
+            settings.frame_stack,
+            settings.noop_max,
+            render_mode=videos.render_mode,
+        )
     )
     observation_space = env.observation_space
     assert observation_space.shape is not None
@@ -384,8 +394,12 @@ def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: 
             learner.update_target()
 
         if settings.eval_interval and state.step % settings.eval_interval == 0:
-            scores = evaluate(
-                learner, eval_env, settings.eval_episodes, settings.eval_epsilon, rng, seed + 10_000 + state.step
+            scores = videos.record(
+                state.step,
+                state.best_eval,
+                lambda: evaluate(
+                    learner, eval_env, settings.eval_episodes, settings.eval_epsilon, rng, seed + 10_000 + state.step
+                ),
             )
             mean_score = float(np.mean(scores))
             result.last_eval = mean_score

@@ -75,6 +75,17 @@ class TensorBoardSink:
             if isinstance(value, int | float):
                 self._writer.add_scalar(tag, value, step)
 
+    def add_animation(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
+        """Add an animated GIF, which TensorBoard plays in its Images tab (its "video")."""
+        # What SummaryWriter.add_video writes, without its moviepy 1.x dependency.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        file_writer = self._writer.file_writer
+        if file_writer is None:
+            raise RuntimeError(f"TensorBoard writer of {self.log_dir} is closed; cannot add {tag}")
+        file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def close(self) -> None:
         """Flush event files."""
         self._writer.close()
