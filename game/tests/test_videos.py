@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageSequence
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
+from borg_game import watch
 from borg_game.agent import AgentState, Checkpointer, DoubleDQNLearner, compatibility_of, evaluate
 from borg_game.envs import make_env
 from borg_game.eval_videos import VIDEO_TAG, EvaluationVideos, keep_reason
@@ -175,25 +176,30 @@ def pong_best_model(tmp_path: Path) -> Path:
     return settings.model_store
 
 
-def test_watch_writes_a_pong_video_at_native_resolution(tmp_path: Path, pong_best_model: Path) -> None:
+def test_watch_writes_a_pong_video_at_native_resolution(
+    tmp_path: Path, pong_best_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
     output = tmp_path / "pong-watch.mp4"
-    completed = run_watch(tmp_path, "--store", str(pong_best_model), "--output", str(output), "--max-frames", "60")
-    assert completed.returncode == 0, completed.stderr
-    assert video_path_printed(completed) == output
+    assert watch.main(["--store", str(pong_best_model), "--output", str(output), "--max-frames", "60"]) == 0
+    assert f"video written to {output}" in capsys.readouterr().out
     frames = read_mp4(output)
     assert len(frames) == 61 and frames[0].shape == (*PONG_SIZE, 3)  # the reset frame and one per step
     save_png(frames[-1], tmp_path / "pong-watch.png")
     np.testing.assert_allclose(dominant_colour(frames[-1]), PONG_BACKGROUND, atol=12)
 
 
-def test_watch_without_a_best_model_says_where_it_looked_and_how_to_make_one(tmp_path: Path) -> None:
-    completed = run_watch(tmp_path, "--store", str(tmp_path / "empty"), "--agent", "nobody")
-    assert completed.returncode == 2
-    assert str((tmp_path / "empty" / "best-nobody.pt").resolve()) in completed.stderr
-    assert "make run" in completed.stderr
+def test_watch_without_a_best_model_says_where_it_looked_and_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert watch.main(["--store", str(tmp_path / "empty"), "--agent", "nobody"]) == 2
+    error = capsys.readouterr().err
+    assert str((tmp_path / "empty" / "best-nobody.pt").resolve()) in error
+    assert "make run" in error
 
 
-def test_watch_refuses_a_model_of_another_environment(tmp_path: Path, pong_best_model: Path) -> None:
-    completed = run_watch(tmp_path, "--store", str(pong_best_model), "--env", "CartPole-v1")
-    assert completed.returncode == 2
-    assert "no best model for CartPole-v1: best-pong-0.pt on ALE/Pong-v5" in completed.stderr
+def test_watch_refuses_a_model_of_another_environment(
+    pong_best_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert watch.main(["--store", str(pong_best_model), "--env", "CartPole-v1"]) == 2
+    assert "no best model for CartPole-v1: best-pong-0.pt on ALE/Pong-v5" in capsys.readouterr().err
