@@ -11,7 +11,7 @@ SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak
+.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak watch
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,11 @@ test: install kafka-jars stack-tools  ## every test, against real servers on loo
 	cd monitor && ../$(BIN)/python -m pytest
 	cd harness && ../$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests
+
+# `make watch AGENT=<agent_id>` (default: the best-scoring model), ENV=<env_id> to pick among envs.
+AGENT ?=
+watch: install  ## play an agent's best model: a window when $DISPLAY is set, else an MP4 (AGENT=, ENV=)
+	$(BIN)/python -m borg_game.watch $(if $(AGENT),--agent $(AGENT)) $(if $(ENV),--env $(ENV))
 
 soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
 	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
@@ -81,7 +86,7 @@ clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and m
 
 # --- benchmarks (docs/benchmarks.md): programs that print ratios measured side by side ---
 BENCH_ARGS ?=
-.PHONY: bench bench-learn bench-pong bench-tools lint-bench
+.PHONY: bench bench-learn bench-pong bench-video bench-tools lint-bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed game/pyproject.toml
 	$(BIN)/python -m pip install --quiet -c constraints.txt --group game/pyproject.toml:bench
@@ -97,6 +102,9 @@ bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's 
 
 bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluation mean of 18 (curve PNG + TensorBoard)
 	$(BIN)/python game/benchmarks/pong_learning.py --agents $(AGENTS) $(BENCH_ARGS)
+
+bench-video: install  ## what recording evaluation videos costs: Pong and CartPole steps/s off, idle, recording
+	$(BIN)/python game/benchmarks/video_recording.py $(BENCH_ARGS)
 
 lint-bench: install  ## mypy --strict on the benchmark programs (ruff checks them with game/)
 	cd game && ../$(BIN)/mypy benchmarks

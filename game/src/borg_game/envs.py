@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +42,10 @@ def make_env(
         )
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     else:
+        if render_mode == "rgb_array":
+            # pygame (classic control) draws off screen here; without a driver set, SDL probes
+            # for a display and prints an error on every headless host.
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = gym.make(env_id, render_mode=render_mode)
         env = gym.wrappers.RecordEpisodeStatistics(env)
     env.action_space.seed(seed)

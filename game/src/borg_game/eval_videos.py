@@ -4,7 +4,7 @@ The first episode of every evaluation is recorded from the evaluation env at the
 native resolution (Pong 210x160, not the 84x84 network input). Once the evaluation's score
 is known, the video is kept for the first evaluation, each new best and every Kth one, as
 `<model_store>/videos/<agent_id>/eval-<step>.mp4` and as an animated GIF in TensorBoard
-(`eval/video`); otherwise it is deleted. Whether an evaluation is a new best is only known at
+(`eval/video`, made from the kept MP4); otherwise it is deleted. Whether an evaluation is a new best is only known at
 its end, hence recording every one.
 
 With `record_video` off the evaluation env is built exactly as before (no render mode, no
@@ -23,7 +23,7 @@ import numpy as np
 from loguru import logger
 
 from borg_game.settings import Settings
-from borg_game.video_clip import GifAnimation, Mp4Writer, frames_per_second, render_frame
+from borg_game.video_clip import Frame, Mp4Writer, frames_per_second, gif_of_mp4, render_frame
 
 VIDEO_TAG = "eval/video"
 
@@ -53,19 +53,16 @@ def keep_reason(evaluation: int, new_best: bool, every_evals: int) -> str | None
 
 
 class _Recording:
-    """One episode being recorded: the MP4 stream and the TensorBoard GIF."""
+    """One episode being recorded into an MP4."""
 
     def __init__(self, path: Path, fps: float, max_frames: int) -> None:
         self.mp4 = Mp4Writer(path, fps)
-        self.gif = GifAnimation(fps)
+        self.fps = fps
         self.max_frames = max_frames
         self.done = False
-        self.frame_shape: tuple[int, ...] = ()
 
-    def add(self, frame: Any) -> None:
-        self.frame_shape = frame.shape
+    def add(self, frame: Frame) -> None:
         self.mp4.append(frame)
-        self.gif.offer(frame)
         if self.mp4.frames >= self.max_frames:
             self.done = True  # the episode plays on, unrecorded
 
@@ -173,6 +170,6 @@ class EvaluationVideos:
         path = recording.mp4.close()
         self.kept.append(path)
         logger.info("video of the evaluation at step {} ({}): {} ({} frames)", step, reason, path, recording.mp4.frames)
-        if self.animations is not None and recording.gif.frames:
-            height, width = recording.frame_shape[:2]
-            self.animations.add_animation(VIDEO_TAG, recording.gif.encode(), height, width, step)
+        if self.animations is not None:
+            gif, height, width = gif_of_mp4(path, recording.fps)
+            self.animations.add_animation(VIDEO_TAG, gif, height, width, step)

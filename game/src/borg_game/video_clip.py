@@ -3,7 +3,7 @@
 The MP4 goes through imageio's ffmpeg plugin; imageio-ffmpeg's wheel bundles the ffmpeg
 binary, so nothing has to be installed on the host or in the image. Frames are streamed to
 the encoder as they come, so a long episode costs no memory. TensorBoard shows "videos" as
-animated GIFs in an image summary; the GIF is built here with Pillow (see `GifAnimation`).
+animated GIFs in an image summary; the GIF is built with Pillow from the finished MP4.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import imageio.v2 as imageio
+import imageio.v3 as iio
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -136,3 +137,17 @@ class GifAnimation:
         first, *rest = self._frames
         first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=self._duration_ms, loop=0)
         return buffer.getvalue()
+
+
+def gif_of_mp4(path: Path, fps: float) -> tuple[bytes, int, int]:
+    """An MP4 read back as a GIF animation: (GIF bytes, height, width).
+
+    Built from the finished file, so only videos that are kept pay for the GIF, and no frame
+    is held in memory while an episode is recorded.
+    """
+    animation = GifAnimation(fps)
+    height = width = 0
+    for frame in iio.imiter(path, plugin="FFMPEG"):
+        height, width = frame.shape[:2]
+        animation.offer(np.asarray(frame, dtype=np.uint8))
+    return animation.encode(), height, width
