@@ -63,7 +63,14 @@ def test_kept_videos_are_the_first_each_new_best_and_every_kth() -> None:
         keep_reason(evaluation, new_best, every_evals=3)
         for evaluation, new_best in [(1, True), (2, False), (3, False), (4, True), (5, False), (6, False)]
     ]
-    assert kept == ["first evaluation", None, "every 3th evaluation", "new best", None, "every 3th evaluation"]
+    assert kept == [
+        "first evaluation",
+        None,
+        "one of every 3 evaluations",
+        "new best",
+        None,
+        "one of every 3 evaluations",
+    ]
     assert keep_reason(3, new_best=False, every_evals=0) is None
 
 

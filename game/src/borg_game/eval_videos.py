@@ -42,13 +42,13 @@ def video_dir(model_store: Path, agent_id: str) -> Path:
 
 
 def keep_reason(evaluation: int, new_best: bool, every_evals: int) -> str | None:
-    """Why the video of the `evaluation`th evaluation (counted from 1) is kept, or None."""
+    """Why the video of the `evaluation`th evaluation (counted from 1 at the agent's start) is kept, or None."""
     if evaluation == 1:
         return "first evaluation"
     if new_best:
         return "new best"
     if every_evals and evaluation % every_evals == 0:
-        return f"every {every_evals}th evaluation"
+        return f"one of every {every_evals} evaluations"
     return None
 
 
@@ -68,7 +68,7 @@ class _Recording:
 
 
 class _FrameTap(gym.Wrapper[Any, Any, Any, Any]):
-    """Feeds every rendered frame of the episode that starts after `arm()` to a recording."""
+    """Feeds the rendered frames of the first episode of an evaluation to its recording."""
 
     def __init__(self, env: gym.Env[Any, Any], videos: EvaluationVideos) -> None:
         super().__init__(env)
@@ -171,5 +171,8 @@ class EvaluationVideos:
         self.kept.append(path)
         logger.info("video of the evaluation at step {} ({}): {} ({} frames)", step, reason, path, recording.mp4.frames)
         if self.animations is not None:
-            gif, height, width = gif_of_mp4(path, recording.fps)
-            self.animations.add_animation(VIDEO_TAG, gif, height, width, step)
+            try:
+                gif, height, width = gif_of_mp4(path, recording.fps)
+                self.animations.add_animation(VIDEO_TAG, gif, height, width, step)
+            except Exception as error:  # TensorBoard's copy is a convenience: never stop training for it
+                logger.warning("could not add {} to TensorBoard: {}", path, error)

@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
     if video is not None:
         print(f"watch: video written to {video.close()} ({video.frames} frames)")
-    print(f"watch: scores {scores} (epsilon {epsilon})")
+    if scores:
+        print(f"watch: scores {scores} (epsilon {epsilon})")
+    else:
+        print(f"watch: stopped after --max-frames {args.max_frames}, before an episode ended")
     return 0
 
 
