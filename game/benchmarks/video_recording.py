@@ -1,21 +1,24 @@
 """`make bench-video`: what recording evaluation videos costs, measured side by side.
 
-    python game/benchmarks/video_recording.py [--envs ALE/Pong-v5,CartPole-v1] [--steps 1500] [--rounds 3]
+    python game/benchmarks/video_recording.py [--envs ALE/Pong-v5,CartPole-v1] [--steps 600] [--rounds 5]
 
-Each round times, on the same seeds and actions, one after the other (medians over rounds):
+Each round runs every phase below once, one after the other, on the same seeds and actions;
+the table shows sums over the rounds. Every phase is timed in wall seconds and in CPU
+seconds (this process plus the ffmpeg encoders it waited for). On a shared machine the wall
+time swings with the neighbours' load; the CPU time is the cost itself.
 
 - off: the evaluation env as `record_video=false` makes it (no render mode, no wrapper).
 - idle: as `record_video=true` makes it (render_mode='rgb_array', tapped by EvaluationVideos)
-  but not recording, as in every episode after the first of an evaluation. off/idle is the
+  but not recording, as in every episode after the first of an evaluation. idle/off is the
   cost of the switch alone.
+- render: every step rendered at native resolution, nothing encoded.
 - recording: every step rendered at native resolution and streamed to the MP4 encoder
-  (ffmpeg, a separate process), as in the first episode of an evaluation.
-- episode: one whole evaluation episode through `EvaluationVideos.record`, kept as a video,
-  against the same episode unrecorded; then the TensorBoard GIF made from that MP4 (kept
-  videos only).
-- encode_fps: the MP4 writer alone on frames rendered beforehand; gif_fps: the GIF alone.
+  (ffmpeg, a separate process), as in the first episode of an evaluation, closing included.
+- gif: the TensorBoard GIF made from that MP4 (kept videos only).
+- episode_off / episode_recorded: one whole evaluation episode, unrecorded and through
+  `EvaluationVideos.record` (recorded and kept as an MP4).
 
-The actions are random for Pong (a random player loses 0-21 in ~900 steps) and a pole-angle
+The actions are random for Pong (a random player loses 0-21 in ~970 steps) and a pole-angle
 rule for CartPole (500-step episodes, as a solved agent plays). No Q-network runs, so the
 ratios are the worst case: a real evaluation also spends a forward pass on every step.
 """
@@ -23,10 +26,12 @@ ratios are the worst case: a real evaluation also spends a forward pass on every
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +40,33 @@ import numpy as np
 
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
-from borg_game.video_clip import GifAnimation, Mp4Writer, frames_per_second, gif_of_mp4, render_frame
+from borg_game.video_clip import Mp4Writer, frames_per_second, gif_of_mp4, render_frame
 
 Policy = Callable[[Any], int]
+
+
+class Ledger:
+    """Wall and CPU seconds and frames per phase, summed over rounds."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.frames: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def phase(self, name: str, frames: int) -> Iterator[None]:
+        """Time the block as `name`, which handles `frames` frames (or steps)."""
+        started_cpu, started_wall = cpu_seconds(), time.perf_counter()
+        yield
+        self.wall[name] += time.perf_counter() - started_wall
+        self.cpu[name] += cpu_seconds() - started_cpu
+        self.frames[name] += frames
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the child processes it has waited for (ffmpeg)."""
+    children = os.times()  # children's times come in clock ticks, counted once they are reaped
+    return time.process_time() + children.children_user + children.children_system
 
 
 def policy_for(env_id: str, env: gym.Env[Any, Any], seed: int) -> Policy:
@@ -49,16 +78,14 @@ def policy_for(env_id: str, env: gym.Env[Any, Any], seed: int) -> Policy:
     return lambda observation: int(3.0 * observation[2] + observation[3] > 0.0)
 
 
-def timed_steps(env: gym.Env[Any, Any], policy: Policy, steps: int, on_step: Callable[[], None]) -> float:
-    """Seconds for `steps` steps (resetting at episode ends), calling `on_step` after each."""
+def play_steps(env: gym.Env[Any, Any], policy: Policy, steps: int, on_step: Callable[[], object]) -> None:
+    """`steps` steps from seed 1 (resetting at episode ends), calling `on_step` after each."""
     observation, _ = env.reset(seed=1)
-    started = time.perf_counter()
     for _ in range(steps):
         observation, _, terminated, truncated, _ = env.step(policy(observation))
         on_step()
         if terminated or truncated:
             observation, _ = env.reset()
-    return time.perf_counter() - started
 
 
 def one_episode(env: gym.Env[Any, Any], policy: Policy, lengths: list[int]) -> list[float]:
@@ -73,98 +100,81 @@ def one_episode(env: gym.Env[Any, Any], policy: Policy, lengths: list[int]) -> l
             return [float(info["episode"]["r"])]
 
 
-def measure_round(env_id: str, steps: int, store: Path) -> dict[str, float]:
-    """One round of every measurement for `env_id`."""
-    results: dict[str, float] = {}
+def measure_round(env_id: str, steps: int, store: Path, ledger: Ledger) -> None:
+    """One round of every phase for `env_id`."""
     off_env = make_env(env_id, seed=1)
-    results["off_s"] = timed_steps(off_env, policy_for(env_id, off_env, 2), steps, lambda: None)
-
-    idle = EvaluationVideos(store, "bench", enabled=True, every_evals=1, max_frames=10**9)
-    idle_env = idle.wrap(make_env(env_id, seed=1, render_mode=idle.render_mode))
-    results["idle_s"] = timed_steps(idle_env, policy_for(env_id, idle_env, 2), steps, lambda: None)
-
+    videos = EvaluationVideos(store, "bench", enabled=True, every_evals=1, max_frames=10**9)
+    idle_env = videos.wrap(make_env(env_id, seed=1, render_mode=videos.render_mode))
     render_env = make_env(env_id, seed=1, render_mode="rgb_array")
+    with ledger.phase("off", steps):
+        play_steps(off_env, policy_for(env_id, off_env, 2), steps, lambda: None)
+    with ledger.phase("idle", steps):
+        play_steps(idle_env, policy_for(env_id, idle_env, 2), steps, lambda: None)
+    with ledger.phase("render", steps):
+        play_steps(render_env, policy_for(env_id, render_env, 2), steps, lambda: render_frame(render_env))
     fps = frames_per_second(render_env)
     mp4 = Mp4Writer(store / "steps.mp4", fps)
-    record_frame = lambda: mp4.append(render_frame(render_env))  # noqa: E731  # what the tap does
-    results["recording_s"] = timed_steps(render_env, policy_for(env_id, render_env, 2), steps, record_frame)
-    started = time.perf_counter()
-    mp4.close()
-    results["mp4_close_s"] = time.perf_counter() - started
-
-    started = time.perf_counter()
+    with ledger.phase("recording", steps):
+        play_steps(render_env, policy_for(env_id, render_env, 2), steps, lambda: mp4.append(render_frame(render_env)))
+        mp4.close()
+    with ledger.phase("gif", mp4.frames):
+        gif_of_mp4(mp4.path, fps)
     lengths: list[int] = []
-    one_episode(off_env, policy_for(env_id, off_env, 3), lengths)
-    results["episode_off_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    idle.record(1, -np.inf, lambda: one_episode(idle_env, policy_for(env_id, idle_env, 3), lengths))
-    results["episode_recorded_s"] = time.perf_counter() - started
-    results["episode_frames"] = float(lengths[-1] + 1)  # the reset frame and one per step
-    started = time.perf_counter()
-    gif_of_mp4(idle.kept[-1], fps)
-    results["episode_gif_s"] = time.perf_counter() - started
-
-    frames = []
-    observation, _ = render_env.reset(seed=1)
-    policy = policy_for(env_id, render_env, 4)
-    for _ in range(min(steps, 500)):
-        frames.append(render_frame(render_env))
-        observation, _, terminated, truncated, _ = render_env.step(policy(observation))
-        if terminated or truncated:
-            observation, _ = render_env.reset()
-    encoder = Mp4Writer(store / "encode.mp4", fps)
-    started = time.perf_counter()
-    for frame in frames:
-        encoder.append(frame)
-    encoder.close()
-    results["encode_fps"] = len(frames) / (time.perf_counter() - started)
-    animation = GifAnimation(fps)
-    started = time.perf_counter()
-    for frame in frames:
-        animation.offer(frame)
-    animation.encode()
-    results["gif_fps"] = len(frames) / (time.perf_counter() - started)
+    with ledger.phase("episode_off", 1):
+        one_episode(off_env, policy_for(env_id, off_env, 3), lengths)
+    with ledger.phase("episode_recorded", 1):
+        videos.record(1, -np.inf, lambda: one_episode(idle_env, policy_for(env_id, idle_env, 3), lengths))
+    ledger.frames["episode_length"] += lengths[-1] + 1  # the reset frame and one per step
     for env in (off_env, idle_env, render_env):
         env.close()
-    return results
+
+
+def report(env_id: str, steps: int, rounds: int, ledger: Ledger) -> None:
+    """Print one environment's sums and ratios."""
+    wall, cpu = ledger.wall, ledger.cpu
+    print(f"\n{env_id}: {rounds} rounds of {steps} steps per phase (wall s / CPU s, summed)")
+    phases = {
+        "off": "off (no render mode)",
+        "idle": "on, not recording",
+        "render": "rendering only",
+        "recording": "recording",
+    }
+    for name, label in phases.items():
+        print(
+            f"  {label:22} {ledger.frames[name] / wall[name]:8.0f} steps/s wall {ledger.frames[name] / cpu[name]:8.0f}"
+            f" steps/CPU-s   CPU {1e3 * cpu[name] / ledger.frames[name]:6.2f} ms/step"
+        )
+    print(
+        f"  CPU time ratios: idle/off {cpu['idle'] / cpu['off']:.3f}, recording/off {cpu['recording'] / cpu['off']:.2f}"
+    )
+    per_frame = {name: 1e3 * (cpu[name] - cpu["off"]) / ledger.frames[name] for name in ("render", "recording")}
+    print(
+        f"  recording adds {per_frame['recording']:.2f} CPU ms per frame: rendering {per_frame['render']:.2f}, "
+        f"MP4 encoding {per_frame['recording'] - per_frame['render']:.2f}"
+    )
+    print(f"  TensorBoard GIF from the MP4: {ledger.frames['gif'] / cpu['gif']:.0f} frames per CPU-s")
+    length = ledger.frames["episode_length"] / rounds
+    print(
+        f"  one episode ({length:.0f} frames): {wall['episode_off'] / rounds:.2f} s off, "
+        f"{wall['episode_recorded'] / rounds:.2f} s recorded (wall); CPU {cpu['episode_off'] / rounds:.2f} s vs "
+        f"{cpu['episode_recorded'] / rounds:.2f} s, ratio {cpu['episode_recorded'] / cpu['episode_off']:.2f}"
+    )
 
 
 def main() -> None:
     """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="ALE/Pong-v5,CartPole-v1")
-    parser.add_argument("--steps", type=int, default=1500, help="steps per timed run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=600, help="steps per phase and round")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     for env_id in args.envs.split(","):
-        rounds = []
+        ledger = Ledger()
         with tempfile.TemporaryDirectory() as store:
             for index in range(args.rounds):
                 print(f"{env_id}: round {index + 1}/{args.rounds}", flush=True)
-                rounds.append(measure_round(env_id, args.steps, Path(store)))
-        median = {key: statistics.median(result[key] for result in rounds) for key in rounds[0]}
-        report(env_id, args.steps, args.rounds, median)
-
-
-def report(env_id: str, steps: int, rounds: int, median: dict[str, float]) -> None:
-    """Print one environment's medians and ratios."""
-    off, idle, recording = median["off_s"], median["idle_s"], median["recording_s"]
-    episode_off, episode_recorded = median["episode_off_s"], median["episode_recorded_s"]
-    print(f"\n{env_id}: {steps} steps per run, medians of {rounds} rounds")
-    print(f"  steps/s, off (no render mode)         {steps / off:8.0f}")
-    print(f"  steps/s, on but not recording (idle)  {steps / idle:8.0f}   time idle/off {idle / off:.3f}")
-    print(
-        f"  steps/s, recording every frame        {steps / recording:8.0f}   time recording/off {recording / off:.2f}"
-    )
-    print(f"  recording cost per frame              {1e3 * (recording - off) / steps:8.2f} ms")
-    print(f"  closing that MP4                      {median['mp4_close_s']:8.2f} s")
-    print(
-        f"  one episode of {median['episode_frames']:.0f} frames: {episode_off:.2f} s off, "
-        f"{episode_recorded:.2f} s recorded and kept (ratio {episode_recorded / episode_off:.2f}), "
-        f"+{median['episode_gif_s']:.2f} s for its TensorBoard GIF"
-    )
-    print(f"  MP4 encoding alone                    {median['encode_fps']:8.0f} frames/s")
-    print(f"  GIF (quantize + encode) alone         {median['gif_fps']:8.0f} frames/s")
+                measure_round(env_id, args.steps, Path(store), ledger)
+        report(env_id, args.steps, args.rounds, ledger)
 
 
 if __name__ == "__main__":
