@@ -10,7 +10,7 @@ time swings with the neighbours' load; the CPU time is the cost itself.
 - off: the evaluation env as `record_video=false` makes it (no render mode, no wrapper).
 - idle: as `record_video=true` makes it (render_mode='rgb_array', tapped by EvaluationVideos)
   but not recording, as in every episode after the first of an evaluation. idle/off is the
-  cost of the switch alone.
+  cost of the switch alone; a second off run after idle shows the noise (off again/off).
 - render: every step rendered at native resolution, nothing encoded.
 - recording: every step rendered at native resolution and streamed to the MP4 encoder
   (ffmpeg, a separate process), as in the first episode of an evaluation, closing included.
@@ -106,10 +106,10 @@ def measure_round(env_id: str, steps: int, store: Path, ledger: Ledger) -> None:
     videos = EvaluationVideos(store, "bench", enabled=True, every_evals=1, max_frames=10**9)
     idle_env = videos.wrap(make_env(env_id, seed=1, render_mode=videos.render_mode))
     render_env = make_env(env_id, seed=1, render_mode="rgb_array")
-    with ledger.phase("off", steps):
-        play_steps(off_env, policy_for(env_id, off_env, 2), steps, lambda: None)
-    with ledger.phase("idle", steps):
-        play_steps(idle_env, policy_for(env_id, idle_env, 2), steps, lambda: None)
+    # off, idle, off again: the two offs bracket idle, and off/off again is the noise level.
+    for name, env in (("off", off_env), ("idle", idle_env), ("off_again", off_env)):
+        with ledger.phase(name, steps):
+            play_steps(env, policy_for(env_id, env, 2), steps, lambda: None)
     with ledger.phase("render", steps):
         play_steps(render_env, policy_for(env_id, render_env, 2), steps, lambda: render_frame(render_env))
     fps = frames_per_second(render_env)
@@ -136,6 +136,7 @@ def report(env_id: str, steps: int, rounds: int, ledger: Ledger) -> None:
     phases = {
         "off": "off (no render mode)",
         "idle": "on, not recording",
+        "off_again": "off again",
         "render": "rendering only",
         "recording": "recording",
     }
@@ -144,10 +145,12 @@ def report(env_id: str, steps: int, rounds: int, ledger: Ledger) -> None:
             f"  {label:22} {ledger.frames[name] / wall[name]:8.0f} steps/s wall {ledger.frames[name] / cpu[name]:8.0f}"
             f" steps/CPU-s   CPU {1e3 * cpu[name] / ledger.frames[name]:6.2f} ms/step"
         )
+    off = (cpu["off"] + cpu["off_again"]) / 2
     print(
-        f"  CPU time ratios: idle/off {cpu['idle'] / cpu['off']:.3f}, recording/off {cpu['recording'] / cpu['off']:.2f}"
+        f"  CPU time ratios: idle/off {cpu['idle'] / off:.3f} (off again/off, the noise: "
+        f"{cpu['off_again'] / cpu['off']:.3f}), recording/off {cpu['recording'] / off:.2f}"
     )
-    per_frame = {name: 1e3 * (cpu[name] - cpu["off"]) / ledger.frames[name] for name in ("render", "recording")}
+    per_frame = {name: 1e3 * (cpu[name] - off) / ledger.frames[name] for name in ("render", "recording")}
     print(
         f"  recording adds {per_frame['recording']:.2f} CPU ms per frame: rendering {per_frame['render']:.2f}, "
         f"MP4 encoding {per_frame['recording'] - per_frame['render']:.2f}"
