@@ -25,7 +25,7 @@ from borg_game.envs import is_atari
 Frame = npt.NDArray[np.uint8]
 
 # Raw bytes of palette frames a GIF may hold. The GIF is built in memory (Pillow writes it in
-# one go), so its length is bounded here: ~1400 Pong frames (95 s at 15 frames/s) or ~200
+# one go), so its length is bounded here: ~1500 Pong frames (100 s at 15 frames/s) or ~200
 # CartPole frames. The MP4 always holds the whole recorded episode.
 GIF_BUDGET_BYTES = 48 * 1024 * 1024
 # Browsers draw GIF frames shorter than 20 ms at 100 ms, so faster games are subsampled.
