@@ -93,8 +93,24 @@ def test_recording_does_not_change_what_the_evaluation_plays(tmp_path: Path) -> 
 
     recorded = EvaluationVideos(tmp_path, "a", enabled=True, every_evals=0, max_frames=10_000)
     unrecorded = EvaluationVideos(tmp_path, "b", enabled=False, every_evals=0, max_frames=10_000)
-    assert evaluation_scores(recorded) == evaluation_scores(unrecorded)
-    assert len(recorded.kept) == 1
+    scores = evaluation_scores(recorded)
+    assert scores == evaluation_scores(unrecorded)
+    # Only the first episode is recorded: a CartPole return is its length, plus the reset frame.
+    (video,) = recorded.kept
+    assert len(read_mp4(video)) == scores[0] + 1
+
+
+class FailingAnimations:
+    def add_animation(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
+        raise OSError("disk full")
+
+
+def test_a_failing_tensorboard_copy_keeps_the_video_and_the_scores(tmp_path: Path) -> None:
+    videos = EvaluationVideos(
+        tmp_path, "c", enabled=True, every_evals=0, max_frames=100, animations=FailingAnimations()
+    )
+    assert videos.record(1000, -np.inf, lambda: random_play("CartPole-v1", videos, steps=5)) == [0.0]
+    assert [path.name for path in videos.kept] == ["eval-000000001000.mp4"]
 
 
 def test_pong_evaluation_video_is_kept_at_native_resolution_and_capped(tmp_path: Path) -> None:
