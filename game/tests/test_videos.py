@@ -16,9 +16,11 @@ from PIL import Image, ImageSequence
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from borg_game import watch
-from borg_game.agent import AgentState, Checkpointer, DoubleDQNLearner, compatibility_of, evaluate
+from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.envs import make_env
 from borg_game.eval_videos import VIDEO_TAG, EvaluationVideos, keep_reason
+from borg_game.evaluation import evaluate
+from borg_game.learner import DoubleDQNLearner
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.settings import load_settings
 from tests.conftest import agent_environment, spawn_agent

@@ -29,7 +29,7 @@ VIDEO_TAG = "eval/video"
 
 
 class AnimationSink(Protocol):
-    """Somewhere the GIF of a kept evaluation video goes (TensorBoard)."""
+    """Somewhere the GIF of a kept evaluation video goes: the training log, for its TensorBoard."""
 
     def add_animation(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
         """Store one animated GIF at `step`."""
