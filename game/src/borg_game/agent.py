@@ -26,6 +26,7 @@ from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import Transition, TransitionCodec
 from borg_game.ddqn import linear_epsilon
 from borg_game.envs import make_env
+from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
 from borg_game.learner import DoubleDQNLearner, select_device
 from borg_game.replay import ReplaySampler
@@ -102,12 +103,16 @@ class Agent:
         self.env = make_env(
             settings.env_id, self.seed, settings.repeat_action_probability, settings.frame_stack, settings.noop_max
         )
-        self.eval_env = make_env(
-            settings.env_id,
-            self.seed + 10_000,
-            settings.repeat_action_probability,
-            settings.frame_stack,
-            settings.noop_max,
+        self.videos = EvaluationVideos.from_settings(settings, agent_id, services.training_log)
+        self.eval_env = self.videos.wrap(
+            make_env(
+                settings.env_id,
+                self.seed + 10_000,
+                settings.repeat_action_probability,
+                settings.frame_stack,
+                settings.noop_max,
+                render_mode=self.videos.render_mode,
+            )
         )
         assert self.env.observation_space.shape is not None  # make_env checked: a Box
         observation_shape = tuple(self.env.observation_space.shape)
@@ -257,13 +262,17 @@ class Agent:
         settings, state = self.settings, self.state
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
-        scores = evaluate(
-            self.learner,
-            self.eval_env,
-            settings.eval_episodes,
-            settings.eval_epsilon,
-            self.rng,
-            self.seed + 10_000 + state.step,
+        scores = self.videos.record(
+            state.step,
+            state.best_eval,
+            lambda: evaluate(
+                self.learner,
+                self.eval_env,
+                settings.eval_episodes,
+                settings.eval_epsilon,
+                self.rng,
+                self.seed + 10_000 + state.step,
+            ),
         )
         mean_score = float(np.mean(scores))
         self.result.last_eval = mean_score

@@ -125,6 +125,15 @@ class Settings(SharedSettings):
     eval_interval: int = Field(50_000, ge=0, description="Agent steps between evaluations (0: never).")
     eval_episodes: int = Field(5, ge=1, description="Episodes per evaluation.")
     eval_epsilon: float = Field(0.01, ge=0.0, le=1.0, description="Exploration rate while evaluating.")
+    record_video: bool = Field(
+        True, description="Keep videos of evaluation episodes as MP4 in model_store/videos and GIF in TensorBoard."
+    )
+    video_every_evals: int = Field(
+        10, ge=0, description="Also keep the video of every Kth evaluation (0: the first and each new best only)."
+    )
+    video_max_frames: int = Field(
+        10_000, ge=1, description="Frames recorded per video at most; the episode plays on unrecorded beyond."
+    )
 
     # --- checkpoints -------------------------------------------------------------------
     model_store: Path = Field(Path("models"), description="Folder of checkpoints, shared by the hive.")
