@@ -47,7 +47,11 @@ return {pushed, high, redis.call('LRANGE', KEYS[1], pushed - high, pushed - seen
 
 
 class ReplayBatch(NamedTuple):
-    """A minibatch as numpy arrays, first axis the batch."""
+    """A minibatch as numpy arrays, first axis the batch.
+
+    `weights` and `slots` are set by prioritized sampling only: the importance-sampling
+    weight of each draw, and the mirror slot it came from (to update its priority).
+    """
 
     observations: npt.NDArray[np.generic]
     actions: npt.NDArray[np.int64]
@@ -55,6 +59,8 @@ class ReplayBatch(NamedTuple):
     next_observations: npt.NDArray[np.generic]
     terminated: npt.NDArray[np.float32]
     timestamps_ns: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32] | None = None
+    slots: npt.NDArray[np.int64] | None = None
 
 
 class ReplaySampler(Protocol):
@@ -265,6 +271,7 @@ class _MirrorStore:
         self.spec = spec
         self.size = 0
         self.cursor = 0
+        self.appended = 0  # rows ever written: which slots are new since a count seen before
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
@@ -301,6 +308,7 @@ class _MirrorStore:
         self.timestamps_ns[slot] = message.timestamp_ns
         self.cursor = (slot + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self.appended += 1
 
     def gather(self, indices: npt.NDArray[np.int64], codec: TransitionCodec) -> ReplayBatch:
         if self.dense:
@@ -367,6 +375,22 @@ class MirrorSampler:
     def size(self) -> int:
         """Transitions held locally."""
         return 0 if self._store is None else self._store.size
+
+    @property
+    def capacity(self) -> int:
+        """Slots of the local ring: transitions held at most."""
+        return self._capacity
+
+    @property
+    def rows_written(self) -> int:
+        """Transitions ever written into the ring: row k went to slot k % capacity."""
+        return 0 if self._store is None else self._store.appended
+
+    def gather(self, slots: npt.NDArray[np.int64]) -> ReplayBatch:
+        """The transitions held at `slots` (each in [0, size())) as a batch."""
+        if self._store is None:
+            raise IndexError("the mirror holds no transitions yet")
+        return self._store.gather(slots, self._codec)
 
     def sync(self) -> bool:
         """Pull every transition pushed since the last sync (bounded by max_pull_seconds)."""
