@@ -68,9 +68,11 @@ from borg_game.__main__ import build_writer
 from borg_game.agent import AgentServices, run_agent
 from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
 from borg_game.envs import make_env
+from borg_game.prioritized import PrioritizedSampler
 from borg_game.redis_server import EmbeddedRedis
-from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_transaction
+from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
+from borg_game.sum_tree import SumTree
 from borg_game.telemetry import Sink, StatusBoard, TrainingLog
 
 KEY, COUNTER = "transitions", "transitions:pushed"
@@ -79,11 +81,13 @@ REFERENCE_BATCH = 16
 REFERENCE_SHAPE = (48, 48, 4)
 # Bigger than the 8 KB listpack limit of a quicklist node, as the reference's 74 KB entries are.
 FILLER_BYTES = 9_000
-SECTIONS = ("replay", "insert", "agent", "telemetry")
+SECTIONS = ("replay", "prioritized", "insert", "agent", "telemetry")
 
 TARGETS: dict[str, tuple[str, float]] = {
     "sample_speedup_vs_reference_250k": (">=", 25.0),
     "mirror_sample_tps_1m": (">=", 50_000.0),
+    "prioritized_sample_tps_1m": (">=", 50_000.0),
+    "prioritized_pull_tps_1m": (">=", 100_000.0),
     "insert_tps_hive": (">=", 20_000.0),
     "bytes_per_transition_pong": ("<=", 2048.0),
     "agent_vs_bare_no_learning": (">=", 0.80),
@@ -346,7 +350,7 @@ def _memory(client: redis.Redis, count: int, used_before: int) -> dict[str, floa
     }
 
 
-def _pull(mirror: MirrorSampler, count: int) -> float:
+def _pull(mirror: ReplaySampler, count: int) -> float:
     """Transitions/s of the mirror pulling until it holds `count`."""
     started = time.perf_counter()
     held = mirror.size()
@@ -354,6 +358,106 @@ def _pull(mirror: MirrorSampler, count: int) -> float:
         if not mirror.sync():
             raise RuntimeError("the mirror could not pull from Redis")
     return (count - held) / (time.perf_counter() - started)
+
+
+# --- section: prioritized --------------------------------------------------------------
+
+
+def bench_prioritized(args: argparse.Namespace, pong: PongTransitions, redis_url: str) -> dict[str, Any]:
+    """Prioritized vs uniform mirror at --large-list-size: pulls, then batches drawn side by side;
+    and the priority structure alone, our sum tree vs cpprb's, at the same size."""
+    results: dict[str, Any] = {}
+    client = redis.Redis.from_url(redis_url)
+    codec = TransitionCodec()
+    rng = np.random.default_rng(args.seed)
+    size = args.large_list_size
+    tag = _tag(size)
+    held = int(client.llen(KEY))
+    if held < size:
+        started = time.perf_counter()
+        fill_list(client, pong.entries, size - held, size)
+        print(f"  filled to {size:,} Pong transitions in {time.perf_counter() - started:.1f}s")
+
+    uniform_pull = _pull(MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600), size)
+    mirror = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600)
+    prioritized = PrioritizedSampler(mirror)  # the defaults: alpha 0.6, beta 0.4
+    prioritized_pull = _pull(prioritized, size)
+    print(f"  pull of {size:,}: uniform mirror {uniform_pull:,.0f}/s, prioritized {prioritized_pull:,.0f}/s")
+    # Priorities as a learner leaves them: |TD errors| spread over orders of magnitude.
+    prioritized.update_priorities(np.arange(size, dtype=np.int64), rng.lognormal(-2.0, 1.5, size))
+
+    def uniform_batch() -> None:
+        if mirror.sample(args.batch_size, rng) is None:
+            raise RuntimeError("the mirror returned no batch")
+
+    def prioritized_batch() -> None:
+        if prioritized.sample(args.batch_size, rng) is None:
+            raise RuntimeError("the prioritized sampler returned no batch")
+
+    def prioritized_batch_and_update() -> None:
+        batch = prioritized.sample(args.batch_size, rng)
+        if batch is None or batch.slots is None:
+            raise RuntimeError("the prioritized sampler returned no batch")
+        prioritized.update_priorities(batch.slots, rng.lognormal(-2.0, 1.5, args.batch_size))
+
+    timed = {
+        "uniform": uniform_batch,
+        "prioritized": prioritized_batch,
+        "prioritized_update": prioritized_batch_and_update,
+    }
+    timed.update(_priority_structures(size, args.batch_size, rng))
+    rates: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits all of them
+        for name, call in timed.items():
+            rates[name].append(time_calls(call, args.batch_size, args.round_seconds))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    results.update(
+        {
+            f"uniform_pull_tps_{tag}_beside_prioritized": uniform_pull,
+            f"prioritized_pull_tps_{tag}": prioritized_pull,
+            f"prioritized_pull_ratio_to_uniform_{tag}": prioritized_pull / uniform_pull,
+            f"uniform_sample_tps_{tag}_beside_prioritized": median["uniform"],
+            f"prioritized_sample_tps_{tag}": median["prioritized"],
+            f"prioritized_sample_ratio_to_uniform_{tag}": median["prioritized"] / median["uniform"],
+            f"prioritized_sample_update_tps_{tag}": median["prioritized_update"],
+        }
+    )
+    # Microseconds per batch: sample + update of its priorities, the structure alone.
+    results[f"sum_tree_us_per_batch_{tag}"] = args.batch_size / median["sum_tree"] * 1e6
+    if "cpprb" in median:
+        results[f"cpprb_us_per_batch_{tag}"] = args.batch_size / median["cpprb"] * 1e6
+        results[f"sum_tree_speed_ratio_to_cpprb_{tag}"] = median["sum_tree"] / median["cpprb"]
+    client.close()
+    return results
+
+
+def _priority_structures(size: int, batch_size: int, rng: np.random.Generator) -> dict[str, Callable[[], None]]:
+    """One stratified draw of `batch_size` slots and the update of their priorities, on our
+    SumTree and on cpprb's PrioritizedReplayBuffer (its data: one byte a slot), both full."""
+    priorities = rng.lognormal(-2.0, 1.5, size)
+    tree = SumTree(size)
+    tree.update(np.arange(size, dtype=np.int64), priorities)
+
+    def sum_tree_batch() -> None:
+        tree.update(tree.sample_stratified(batch_size, rng), rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls: dict[str, Callable[[], None]] = {"sum_tree": sum_tree_batch}
+    try:
+        from cpprb import PrioritizedReplayBuffer  # type: ignore[import-untyped]  # optional: make bench-tools
+    except ImportError:
+        print("  cpprb is not installed (make bench-tools): the sum tree is timed alone")
+        return calls
+    buffer = PrioritizedReplayBuffer(size, {"slot": {"dtype": np.uint8}}, alpha=1.0, eps=0.0)
+    for start in range(0, size, 100_000):
+        stop = min(size, start + 100_000)
+        buffer.add(slot=np.zeros(stop - start, dtype=np.uint8), priorities=priorities[start:stop])
+
+    def cpprb_batch() -> None:
+        drawn = buffer.sample(batch_size, beta=0.4)
+        buffer.update_priorities(drawn["indexes"], rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls["cpprb"] = cpprb_batch
+    return calls
 
 
 # --- section: insert -------------------------------------------------------------------
@@ -815,7 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedRedis(executable=args.redis_server) as server,
         tempfile.TemporaryDirectory(prefix="borg-bench-") as scratch,
     ):
-        if {"replay", "insert"} & set(sections):
+        if {"replay", "prioritized", "insert"} & set(sections):
             pong = play_pong(args.pong_steps, args.seed, reference_count=min(args.pong_steps, 300))
             mean_bytes = sum(map(len, pong.entries)) / len(pong.entries)
             print(
@@ -824,6 +928,9 @@ def main(argv: list[str] | None = None) -> int:
         if "replay" in sections:
             print("replay sampling ...")
             results.update(bench_replay(args, pong, server.url))
+        if "prioritized" in sections:
+            print("prioritized replay ...")
+            results.update(bench_prioritized(args, pong, server.url))
         if "insert" in sections:
             print("hive inserts ...")
             results.update(bench_insert(args, pong, server.url))
