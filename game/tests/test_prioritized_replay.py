@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
 
+from borg_game.__main__ import build_sampler, build_writer
+from borg_game.agent import AgentServices, run_agent
 from borg_game.codec import Transition, TransitionCodec
 from borg_game.prioritized import PrioritizedSampler
+from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay import MirrorSampler, push_transaction
+from borg_game.settings import load_settings
+from borg_game.telemetry import TrainingLog
 from tests.goodness_of_fit import chi_square_p_value
 
 KEY, COUNTER = "transitions", "transitions:pushed"
@@ -170,3 +177,42 @@ def test_too_few_transitions_give_no_batch(redis_client: redis.Redis) -> None:
 def test_settings_out_of_range_are_refused(redis_client: redis.Redis, setting: str, value: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         prioritized(redis_client, 10, **{setting: value})
+
+
+def test_the_agent_loop_feeds_td_errors_back_and_anneals_beta(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    settings = load_settings(
+        {
+            "CONFIG_env_id": "CartPole-v1",
+            "CONFIG_redis_url": redis_server.url,
+            "CONFIG_prioritized_replay": "true",
+            "CONFIG_priority_beta_start": "0.4",
+            "CONFIG_priority_beta_steps": "1200",
+            "CONFIG_total_steps": "600",
+            "CONFIG_learning_starts": "100",
+            "CONFIG_train_frequency": "4",
+            "CONFIG_gradient_steps": "1",
+            "CONFIG_batch_size": "32",
+            "CONFIG_mlp_hidden_sizes": "16",
+            "CONFIG_eval_interval": "0",
+            "CONFIG_model_store": str(tmp_path),
+            "CONFIG_tensorboard_dir": "",
+            "CONFIG_resume": "false",
+        },
+        env_file=None,
+    )
+    sampler = build_sampler(settings, client, TransitionCodec())
+    assert isinstance(sampler, PrioritizedSampler)
+    writer = build_writer(settings, client)
+    try:
+        result = run_agent(settings, "a", AgentServices(writer, sampler, TrainingLog("r", "a", [])), threading.Event())
+    finally:
+        writer.close()
+    assert result.updates > 50
+    held = np.arange(sampler.size(), dtype=np.int64)
+    priorities = sampler.probabilities(held) * sampler.total_priority
+    # Transitions learned from carry (|TD error| + eps) ** 0.6, each its own; the rest the maximum.
+    learned = priorities[priorities < sampler.max_priority]
+    assert len(np.unique(learned)) > 50
+    assert sampler.beta == pytest.approx(0.4 + 0.6 * 600 / 1200)  # set by the last round, at step 600

@@ -13,6 +13,7 @@ from loguru import logger
 
 from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
 from borg_game.codec import TransitionCodec
+from borg_game.prioritized import PrioritizedSampler
 from borg_game.redis_access import RedisRefusedError, connect_redis
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings, SettingsError, load_settings
@@ -34,10 +35,19 @@ def build_writer(settings: Settings, client: redis.Redis) -> ReplayWriter:
 
 
 def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
-    """The sample side chosen by CONFIG_replay_sampling."""
+    """The sample side chosen by CONFIG_replay_sampling and CONFIG_prioritized_replay."""
     if settings.replay_sampling == "direct":
         return DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
-    return MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
+    mirror = MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
+    if not settings.prioritized_replay:
+        return mirror
+    return PrioritizedSampler(
+        mirror,
+        alpha=settings.priority_alpha,
+        beta_start=settings.priority_beta_start,
+        beta_steps=settings.priority_beta_steps,
+        epsilon=settings.priority_epsilon,
+    )
 
 
 def main() -> int:

@@ -32,9 +32,10 @@ from borg_game.checkpoint import (
     prune_checkpoints,
 )
 from borg_game.codec import Transition, TransitionCodec
-from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss
+from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss, weighted_td_loss
 from borg_game.envs import make_env
 from borg_game.networks import build_q_network
+from borg_game.prioritized import PrioritizedSampler
 from borg_game.replay import ReplayBatch, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings
 from borg_game.telemetry import StatusBoard, TrainingLog
@@ -62,6 +63,7 @@ class TrainStats:
     mean_q: float
     grad_norm: float
     sample_age_seconds: float
+    td_errors: npt.NDArray[np.float32] | None = None  # |TD error| per transition, for prioritized batches
 
 
 class DoubleDQNLearner:
@@ -104,7 +106,12 @@ class DoubleDQNLearner:
                 gamma=self.settings.gamma,
             )
         q_values = self.q_network(observations)
-        loss = td_loss(q_values, actions, targets)
+        td_errors = None
+        if batch.weights is None:
+            loss = td_loss(q_values, actions, targets)
+        else:
+            weights = torch.as_tensor(batch.weights, device=device)
+            loss, td_errors = weighted_td_loss(q_values, actions, targets, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         grad_norm = nn.utils.clip_grad_norm_(self.q_network.parameters(), self.settings.max_grad_norm)
@@ -115,6 +122,7 @@ class DoubleDQNLearner:
             mean_q=float(q_values.detach().mean().item()),
             grad_norm=float(grad_norm.item()),
             sample_age_seconds=float(age),
+            td_errors=None if td_errors is None else td_errors.cpu().numpy(),
         )
 
     def update_target(self) -> None:
@@ -361,11 +369,16 @@ def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: 
             if train_rounds % settings.mirror_sync_interval == 0:
                 services.sampler.sync()
             train_rounds += 1
+            prioritized = services.sampler if isinstance(services.sampler, PrioritizedSampler) else None
+            if prioritized is not None:
+                prioritized.anneal(state.step)
             for _ in range(settings.gradient_steps):
                 batch = services.sampler.sample(settings.batch_size, rng)
                 if batch is None:  # too little in memory yet: play on, never pad a batch
                     break
                 stats = learner.update(batch)
+                if prioritized is not None and batch.slots is not None and stats.td_errors is not None:
+                    prioritized.update_priorities(batch.slots, stats.td_errors)
                 state.updates += 1
                 if state.updates % settings.train_log_interval == 0:
                     log.record(
