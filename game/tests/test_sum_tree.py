@@ -42,6 +42,19 @@ def test_slots_of_zero_priority_are_never_drawn() -> None:
     assert set(drawn.tolist()) <= set(range(0, 100, 7))
 
 
+def test_masses_on_the_boundaries_of_zero_priority_slots_never_land_on_them() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        tree = SumTree(capacity=4096, fanout=4)
+        priorities = rng.random(4096) * 10 ** rng.uniform(-3, 3, 4096)
+        priorities[::4] = 0.0  # the first child of every row is empty: where rounding would fall
+        tree.update(np.arange(4096), priorities)
+        boundaries = np.cumsum(priorities)
+        masses = np.concatenate([boundaries, np.nextafter(boundaries, 0.0), np.nextafter(boundaries, np.inf)])
+        drawn = tree.find(masses[masses < tree.total])
+        assert np.all(priorities[drawn] > 0.0)
+
+
 @pytest.mark.parametrize("fanout", [2, 3, 32])
 def test_independent_draws_follow_the_priorities(fanout: int) -> None:
     tree = SumTree(capacity=50, fanout=fanout)

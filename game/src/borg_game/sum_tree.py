@@ -77,21 +77,21 @@ class SumTree:
         remaining = np.asarray(masses, dtype=np.float64).copy()
         # The top level is one row, the same for every query: one running sum and a binary
         # search for all of them.
-        top = self.levels[-1][0]
-        top_cumulative = np.cumsum(top)
+        top_cumulative = np.cumsum(self.levels[-1][0])
         np.minimum(remaining, np.nextafter(top_cumulative[-1], 0.0), out=remaining)
         nodes = np.searchsorted(top_cumulative, remaining, side="right")
-        remaining -= top_cumulative[nodes] - top[nodes]
+        # Subtract the running sum before the chosen child, never (sum up to it - its mass):
+        # that could round above the mass and leave a negative remainder, which would pick
+        # a zero-priority first child below.
+        remaining -= np.where(nodes > 0, top_cumulative[nodes - 1], 0.0)
         rows = np.arange(remaining.size) * self.fanout
         for level in reversed(self.levels[:-1]):
-            children = level.take(nodes, axis=0)
-            cumulative = np.add.accumulate(children, axis=1)
+            cumulative = np.add.accumulate(level.take(nodes, axis=0), axis=1)
             # Keep each mass strictly below its row's sum (which its parent node may round a
             # little differently): then the first running sum above it is of a positive child.
             np.minimum(remaining, np.nextafter(cumulative[:, -1], 0.0), out=remaining)
             chosen = np.argmax(cumulative > remaining[:, None], axis=1)
-            picked = rows + chosen
-            remaining -= cumulative.reshape(-1)[picked] - children.reshape(-1)[picked]
+            remaining -= np.where(chosen > 0, cumulative.reshape(-1)[rows + chosen - 1], 0.0)
             nodes = nodes * self.fanout + chosen
         return nodes.astype(np.int64, copy=False)
 
