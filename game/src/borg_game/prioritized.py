@@ -3,14 +3,16 @@
 Each agent keeps its own priorities, from its own TD errors; the hive's Redis list stays as
 it is. Transition i is drawn with probability P(i) = p_i / sum_k p_k, where
 p_i = (|td_error_i| + epsilon) ** alpha, and its update is weighted by the importance-sampling
-weight w_i = (N * P(i)) ** -beta / max_j w_j, the max taken over the batch (as Dopamine's
-Rainbow does), so weights only ever scale an update down. beta rises linearly from its
+weight w_i = (N * P(i)) ** -beta / max_j w_j, N the transitions held and the max taken
+over the batch (as Dopamine's Rainbow does; the memory-wide max would need a second tree of
+minima), so weights only ever scale an update down. beta rises linearly from its
 start value to 1 over a number of agent steps: the bias of non-uniform draws matters most
 as the Q-values converge, at the end of training.
 
 A transition not yet learned from has no TD error: it enters at the largest priority seen
-so far, so that it is drawn soon. That includes a slot whose old transition the ring just
-overwrote: the old transition's priority never carries over to the new one.
+so far (1.0 before the first TD error, as in OpenAI Baselines), so that it is drawn soon.
+That includes a slot whose old transition the ring just overwrote: the old transition's
+priority never carries over to the new one.
 """
 
 from __future__ import annotations
