@@ -78,7 +78,7 @@ from borg_game.__main__ import build_writer
 from borg_game.agent import AgentServices, run_agent
 from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
 from borg_game.envs import make_env
-from borg_game.prioritized import PrioritizedSampler
+from borg_game.prioritized import PrioritizedIndexSampler, PrioritizedSampler
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
@@ -401,7 +401,7 @@ def bench_prioritized(args: argparse.Namespace, pong: PongTransitions, redis_url
 
     uniform_pull = _pull(MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600), size)
     mirror = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600)
-    prioritized = PrioritizedSampler(mirror)  # the defaults: alpha 0.6, beta 0.4
+    prioritized = PrioritizedSampler(mirror, PrioritizedIndexSampler(size))  # the defaults: alpha 0.6, beta 0.4
     prioritized_pull = _pull(prioritized, size)
     print(f"  pull of {size:,}: uniform mirror {uniform_pull:,.0f}/s, prioritized {prioritized_pull:,.0f}/s")
     # Priorities as a learner leaves them: |TD errors| spread over orders of magnitude.

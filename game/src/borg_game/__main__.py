@@ -13,7 +13,7 @@ from loguru import logger
 
 from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
 from borg_game.codec import TransitionCodec
-from borg_game.prioritized import PrioritizedSampler
+from borg_game.prioritized import PrioritizedIndexSampler, PrioritizedSampler
 from borg_game.redis_access import RedisRefusedError, connect_redis
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings, SettingsError, load_settings
@@ -41,13 +41,14 @@ def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCode
     mirror = MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
     if not settings.prioritized_replay:
         return mirror
-    return PrioritizedSampler(
-        mirror,
+    priorities = PrioritizedIndexSampler(
+        settings.replay_capacity,
         alpha=settings.priority_alpha,
         beta_start=settings.priority_beta_start,
         beta_steps=settings.priority_beta_steps,
         epsilon=settings.priority_epsilon,
     )
+    return PrioritizedSampler(mirror, priorities)
 
 
 def main() -> int:

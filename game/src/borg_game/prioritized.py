@@ -13,6 +13,10 @@ A transition not yet learned from has no TD error: it enters at the largest prio
 so far (1.0 before the first TD error, as in OpenAI Baselines), so that it is drawn soon.
 That includes a slot whose old transition the ring just overwrote: the old transition's
 priority never carries over to the new one.
+
+`PrioritizedIndexSampler` holds the priorities of the mirror's ring slots and picks the
+slots of each batch; it knows nothing of Redis or of what a slot holds. `PrioritizedSampler`
+puts it over a `MirrorSampler`: the sample side the agent talks to.
 """
 
 from __future__ import annotations
@@ -25,16 +29,12 @@ from borg_game.replay import MirrorSampler, ReplayBatch
 from borg_game.sum_tree import SumTree
 
 
-class PrioritizedSampler:
-    """Draws from a MirrorSampler's ring in proportion to priority; a ReplaySampler.
-
-    Call `update_priorities` with each sampled batch's slots and TD errors after the
-    learner's step, and `anneal` with the agent's step to move beta along its schedule.
-    """
+class PrioritizedIndexSampler:
+    """Priorities of a ring's slots: told which slots were written, draws slots by priority."""
 
     def __init__(
         self,
-        mirror: MirrorSampler,
+        capacity: int,
         alpha: float = 0.6,
         beta_start: float = 0.4,
         beta_steps: int = 1_000_000,
@@ -48,50 +48,35 @@ class PrioritizedSampler:
             raise ValueError(f"priority beta_steps must be at least 1, got {beta_steps}")
         if not epsilon > 0.0:
             raise ValueError(f"priority epsilon must be positive, got {epsilon}")
-        self._mirror = mirror
-        self._tree = SumTree(mirror.capacity)
+        self.capacity = capacity
         self.alpha = alpha
         self.beta_start = beta_start
         self.beta_steps = beta_steps
         self.epsilon = epsilon
         self.beta = beta_start
         self.max_priority = 1.0  # of the form (|td| + eps) ** alpha; 1.0 until a TD error says more
-        self._rows_entered = 0  # the mirror's rows_written as of the last sync
+        self._tree = SumTree(capacity)
+        self._rows_added = 0  # slots ever written, counted through `added`
         self._rows_at_sample: int | None = None  # as of the oldest batch not yet updated
-
-    @property
-    def hive_pushed(self) -> int:
-        """The hive's push counter as of the mirror's last pull."""
-        return self._mirror.hive_pushed
-
-    @property
-    def corrupt_entries(self) -> int:
-        """Entries the mirror skipped on pull."""
-        return self._mirror.corrupt_entries
 
     @property
     def total_priority(self) -> float:
         """The sum of all priorities held."""
         return self._tree.total
 
-    def size(self) -> int:
-        """Transitions held by the mirror."""
-        return self._mirror.size()
-
-    def sync(self) -> bool:
-        """Pull new transitions into the mirror; each enters at the maximum priority."""
-        reachable = self._mirror.sync()
-        written = self._mirror.rows_written
-        new_rows = written - self._rows_entered
-        if new_rows > 0:
-            capacity = self._mirror.capacity
-            if new_rows >= capacity:
-                slots = np.arange(capacity, dtype=np.int64)
-            else:
-                slots = (self._rows_entered + np.arange(new_rows, dtype=np.int64)) % capacity
-            self._tree.update(slots, np.full(slots.size, self.max_priority))
-            self._rows_entered = written
-        return reachable
+    def added(self, first_slot: int, count: int, capacity: int) -> None:
+        """Slots `first_slot`, `first_slot + 1`, ... (`count` of them, modulo `capacity`) now hold
+        new transitions: each enters at the maximum priority."""
+        if capacity != self.capacity:
+            raise ValueError(f"the ring has {capacity} slots, the priorities were made for {self.capacity}")
+        if count <= 0:
+            return
+        if count >= capacity:
+            slots = np.arange(capacity, dtype=np.int64)
+        else:
+            slots = (first_slot + np.arange(count, dtype=np.int64)) % capacity
+        self._tree.update(slots, np.full(slots.size, self.max_priority))
+        self._rows_added += count
 
     def anneal(self, agent_step: int) -> None:
         """Set beta for `agent_step`: linear from beta_start to 1 over beta_steps."""
@@ -101,37 +86,90 @@ class PrioritizedSampler:
         """P(i) of drawing each of `slots`: its priority over the sum of all priorities."""
         return self._tree.priorities(slots) / self._tree.total
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
-        """`batch_size` draws (with replacement, one per stratum of the priority mass), with
-        their slots and importance-sampling weights; None while too few are held."""
-        held = self._mirror.size()
-        if held < batch_size:
-            return None
-        slots = self._tree.sample_stratified(batch_size, rng)
-        weights = (held * self.probabilities(slots)) ** -self.beta
-        weights /= weights.max()
+    def sample(self, size: int, batch_size: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        """`batch_size` slots among the `size` held, by priority: with replacement, one from
+        each of `batch_size` equal strata of the priority mass."""
         if self._rows_at_sample is None:
-            self._rows_at_sample = self._mirror.rows_written
-        return self._mirror.gather(slots)._replace(weights=weights.astype(np.float32), slots=slots)
+            self._rows_at_sample = self._rows_added
+        return self._tree.sample_stratified(batch_size, rng)
+
+    def importance_weights(self, slots: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.float32]:
+        """(N * P(i)) ** -beta of each drawn slot, over the batch's largest; N = `size` held."""
+        weights = (size * self.probabilities(slots)) ** -self.beta
+        return (weights / weights.max()).astype(np.float32)
 
     def update_priorities(self, slots: npt.NDArray[np.int64], td_errors: npt.NDArray[np.floating]) -> None:
         """Set the priorities of sampled `slots` from the TD errors the learner just measured.
 
-        A slot that a pull overwrote since it was sampled keeps its new transition's maximum
-        priority: the error measured belongs to the transition that left.
+        A slot written anew since it was sampled keeps its new transition's maximum priority:
+        the error measured belongs to the transition that left.
         """
         slots = np.asarray(slots, dtype=np.int64)
         errors = np.abs(np.asarray(td_errors, dtype=np.float64))
         if slots.shape != errors.shape:
             raise ValueError(f"got {slots.shape} slots but {errors.shape} TD errors")
         if self._rows_at_sample is not None:
-            overwritten = self._mirror.rows_written - self._rows_at_sample
+            overwritten = self._rows_added - self._rows_at_sample
             if overwritten > 0:
-                first = self._rows_at_sample % self._mirror.capacity
-                kept = (slots - first) % self._mirror.capacity >= overwritten
+                first = self._rows_at_sample % self.capacity
+                kept = (slots - first) % self.capacity >= overwritten
                 slots, errors = slots[kept], errors[kept]
             self._rows_at_sample = None
         priorities = (errors + self.epsilon) ** self.alpha
         self._tree.update(slots, priorities)
         if priorities.size:
             self.max_priority = max(self.max_priority, float(priorities.max()))
+
+
+class PrioritizedSampler:
+    """A MirrorSampler drawn from by priority; a ReplaySampler whose batches carry their slots
+    and importance-sampling weights.
+
+    Call `update_priorities` with each batch's slots and TD errors after the learner's step,
+    and `anneal` with the agent's step to move beta along its schedule.
+    """
+
+    def __init__(self, mirror: MirrorSampler, priorities: PrioritizedIndexSampler) -> None:
+        self.mirror = mirror
+        self.priorities = priorities
+        self._rows_seen = 0  # the mirror's rows_written as of the last sync
+
+    @property
+    def hive_pushed(self) -> int:
+        """The hive's push counter as of the mirror's last pull."""
+        return self.mirror.hive_pushed
+
+    @property
+    def corrupt_entries(self) -> int:
+        """Entries the mirror skipped on pull."""
+        return self.mirror.corrupt_entries
+
+    def size(self) -> int:
+        """Transitions held by the mirror."""
+        return self.mirror.size()
+
+    def sync(self) -> bool:
+        """Pull new transitions into the mirror; each enters at the maximum priority."""
+        reachable = self.mirror.sync()
+        written = self.mirror.rows_written
+        self.priorities.added(self._rows_seen % self.mirror.capacity, written - self._rows_seen, self.mirror.capacity)
+        self._rows_seen = written
+        return reachable
+
+    def anneal(self, agent_step: int) -> None:
+        """Set beta for `agent_step`."""
+        self.priorities.anneal(agent_step)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
+        """`batch_size` draws by priority, with their slots and importance-sampling weights;
+        None while fewer are held."""
+        held = self.mirror.size()
+        if held < batch_size:
+            return None
+        slots = self.priorities.sample(held, batch_size, rng)
+        weights = self.priorities.importance_weights(slots, held)
+        return self.mirror.gather(slots)._replace(weights=weights, slots=slots)
+
+    def update_priorities(self, slots: npt.NDArray[np.int64], td_errors: npt.NDArray[np.floating]) -> None:
+        """Set the priorities of sampled `slots` from the learner's TD errors."""
+        self.priorities.update_priorities(slots, td_errors)
