@@ -95,8 +95,9 @@ class PrioritizedIndexSampler:
 
     def importance_weights(self, slots: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.float32]:
         """(N * P(i)) ** -beta of each drawn slot, over the batch's largest; N = `size` held."""
-        weights: npt.NDArray[np.float64] = (size * self.probabilities(slots)) ** -self.beta
-        return (weights / weights.max()).astype(np.float32)
+        weights = (size * self.probabilities(slots)) ** -self.beta
+        weights /= weights.max()
+        return weights.astype(np.float32)
 
     def update_priorities(self, slots: npt.NDArray[np.int64], td_errors: npt.NDArray[np.floating]) -> None:
         """Set the priorities of sampled `slots` from the TD errors the learner just measured.
