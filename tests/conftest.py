@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 COMPOSE_CPU_FILE = REPO_ROOT / "compose.cpu.yaml"
 COMPOSE_PORTS_FILE = REPO_ROOT / "compose.ports.yaml"
+COMPOSE_REPLICA_FILE = REPO_ROOT / "compose.replica.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 PIPELINE_FILE = REPO_ROOT / "logstash" / "pipeline" / "borg.conf"
 TEMPLATE_DIR = REPO_ROOT / "elasticsearch" / "templates"
@@ -150,6 +151,12 @@ def compose_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def compose_cpu_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """compose.yaml with the CPU override."""
     return render_compose(tmp_path_factory.mktemp("compose-cpu"), ["compose.yaml", "compose.cpu.yaml"])
+
+
+@pytest.fixture(scope="session")
+def compose_replica_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """compose.yaml with the Redis read replica override."""
+    return render_compose(tmp_path_factory.mktemp("compose-replica"), ["compose.yaml", "compose.replica.yaml"])
 
 
 # --------------------------------------------------------------------------- Logstash
@@ -297,7 +304,9 @@ def _process_environment(**settings: object) -> dict[str, str]:
     return environment
 
 
-def _consume(bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float) -> list[KafkaRecord]:
+def consume_records(
+    bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float
+) -> list[KafkaRecord]:
     """Every message of `topics` from the beginning, until each partition's end is reached
     and at least `minimum[topic]` messages of each topic were read."""
     consumer = Consumer(
@@ -413,7 +422,7 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
             for index in range(AGENTS)
             for line in (workdir / f"agent{index}.jsonl").read_text().splitlines()
         ]
-        records = _consume(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
+        records = consume_records(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
     shutil.rmtree(workdir / "models", ignore_errors=True)
     process_logs = {path.stem: path.read_text() for path in sorted(workdir.glob("*.log"))}
     return StackRun(records, agent_log_lines, process_logs)

@@ -21,10 +21,10 @@ in a few minutes on 2 cores. What each number is:
   LINDEX) and MirrorSampler (local columnar copy), transitions/s for one agent, batches of
   32, from a list of real Pong transitions: --pong-steps steps played with random actions
   on the agent's own preprocessed env, encoded by the agent's codec, replicated to fill.
-- prioritized_*: a PrioritizedSampler (the agent's defaults) over a mirror of
-  --large-list-size Pong transitions beside a plain mirror: each pulls the full list
+- prioritized_*: a mirror drawing by priority (a PrioritizedIndexSampler, the agent's
+  defaults) over --large-list-size Pong transitions beside a plain mirror: each pulls the full list
   (prioritized_pull_tps_*, uniform_pull_tps_*_beside_prioritized), then batches of 32 are
-  drawn in interleaved rounds from the same mirror uniformly and by priority (priorities
+  drawn in interleaved rounds uniformly and by priority, with the weights (priorities
   set from log-normal |TD errors| first); prioritized_sample_update_tps_* also updates the
   batch's priorities, as the agent does after each step. *_cpu: the same by the thread's CPU
   time, what an agent with a core of its own would get on a busy machine.
@@ -43,7 +43,7 @@ in a few minutes on 2 cores. What each number is:
   the bare env and SB3's loop before learning_starts); *_schedule the default epsilon
   schedule from step 0; *_greedy epsilon 0.01 (a Q-network forward pass nearly every step).
   sb3_sps_no_learning: Stable-Baselines3's DQN loop on the same env before learning_starts.
-- telemetry_overhead_pct: the no-learning loop with the real KafkaSink on a real broker versus
+- telemetry_overhead_pct: the no-learning loop with the real Kafka producer on a real broker versus
   no sink, in alternating pairs. The A/B medians (telemetry_ab_wall_pct, _cpu_pct) carry the
   machine's noise (several % on a shared 2-core box); telemetry_overhead_pct is the accounted
   cost over the same runs: time play spent inside the sink's emit plus all CPU time of the
@@ -74,16 +74,21 @@ from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
 
 from borg_game import transition_pb2 as pb
-from borg_game.__main__ import build_writer
 from borg_game.agent import AgentServices, run_agent
+from borg_game.callbacks import AgentCallback
 from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
+from borg_game.direct_sampler import DirectSampler
 from borg_game.envs import make_env
-from borg_game.prioritized import PrioritizedIndexSampler, PrioritizedSampler
+from borg_game.mirror import MirrorSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.redis_server import EmbeddedRedis
-from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter, push_transaction
+from borg_game.replay import ReplayBatch, ReplaySampler
+from borg_game.replay_memory import build_replay_memory
+from borg_game.replay_writer import ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
+from borg_game.status import AgentStatus, StatusBoard
 from borg_game.sum_tree import SumTree
-from borg_game.telemetry import Sink, StatusBoard, TrainingLog
+from borg_game.telemetry import Sink, TrainingLog, kafka_sink
 
 KEY, COUNTER = "transitions", "transitions:pushed"
 REFERENCE_KEY = "reference_transitions"
@@ -322,10 +327,15 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
             return call
 
         reference_rates, direct_rates, mirror_rates = [], [], []
-        for round_draws in draws:  # interleaved, so a busy moment of the machine hits all three
+        for round_index, round_draws in enumerate(draws):  # interleaved: a busy moment hits all three
             reference_rates.append(time_reference(reference, round_draws))
             direct_rates.append(time_calls(draw(direct), args.batch_size, args.round_seconds))
             mirror_rates.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
+            print(
+                f"  round {round_index + 1}/{rounds} at {size:,}: reference {reference_rates[-1]:,.0f}/s, "
+                f"direct {direct_rates[-1]:,.0f}/s, mirror {mirror_rates[-1]:,.0f}/s",
+                flush=True,
+            )
         results[f"reference_sample_tps_{tag}"] = statistics.median(reference_rates)
         results[f"direct_sample_tps_{tag}"] = statistics.median(direct_rates)
         results[f"mirror_sample_tps_{tag}"] = statistics.median(mirror_rates)
@@ -344,9 +354,14 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         results[f"mirror_pull_tps_{_tag(large)}"] = _pull(mirror, large)
         direct.sync()
         large_mirror, large_direct = [], []
-        for _ in range(rounds):
+        for round_index in range(rounds):
             large_mirror.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
             large_direct.append(time_calls(draw(direct), args.batch_size, args.round_seconds / 2))
+            print(
+                f"  round {round_index + 1}/{rounds} at {large:,}: direct {large_direct[-1]:,.0f}/s, "
+                f"mirror {large_mirror[-1]:,.0f}/s",
+                flush=True,
+            )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
     del mirror
@@ -399,29 +414,32 @@ def bench_prioritized(args: argparse.Namespace, pong: PongTransitions, redis_url
         fill_list(client, pong.entries, size - held, size)
         print(f"  filled to {size:,} Pong transitions in {time.perf_counter() - started:.1f}s")
 
-    uniform_pull = _pull(MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600), size)
     mirror = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600)
-    prioritized = PrioritizedSampler(mirror, PrioritizedIndexSampler(size))  # the defaults: alpha 0.6, beta 0.4
+    uniform_pull = _pull(mirror, size)
+    priorities = PrioritizedIndexSampler(size)  # the agent's defaults: alpha 0.6, beta 0.4
+    prioritized = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600, index_sampler=priorities)
     prioritized_pull = _pull(prioritized, size)
     print(f"  pull of {size:,}: uniform mirror {uniform_pull:,.0f}/s, prioritized {prioritized_pull:,.0f}/s")
     # Priorities as a learner leaves them: |TD errors| spread over orders of magnitude.
-    prioritized.update_priorities(np.arange(size, dtype=np.int64), rng.lognormal(-2.0, 1.5, size))
+    priorities.update_priorities(np.arange(size, dtype=np.int64), rng.lognormal(-2.0, 1.5, size))
 
     def uniform_batch() -> None:
         if mirror.sample(args.batch_size, rng) is None:
             raise RuntimeError("the mirror returned no batch")
 
-    def prioritized_batch() -> None:
-        if prioritized.sample(args.batch_size, rng) is None:
-            raise RuntimeError("the prioritized sampler returned no batch")
+    def prioritized_batch() -> ReplayBatch:
+        """A batch by priority with its importance-sampling weights, as the agent draws it."""
+        batch = prioritized.sample(args.batch_size, rng)
+        if batch is None or batch.indices is None:
+            raise RuntimeError("the prioritized mirror returned no batch")
+        return batch._replace(weights=priorities.importance_weights(batch.indices, size))
 
     def prioritized_batch_and_update() -> None:
-        batch = prioritized.sample(args.batch_size, rng)
-        if batch is None or batch.slots is None:
-            raise RuntimeError("the prioritized sampler returned no batch")
-        prioritized.update_priorities(batch.slots, rng.lognormal(-2.0, 1.5, args.batch_size))
+        batch = prioritized_batch()
+        assert batch.indices is not None
+        priorities.update_priorities(batch.indices, rng.lognormal(-2.0, 1.5, args.batch_size))
 
-    timed = {
+    timed: dict[str, Callable[[], Any]] = {
         "uniform": uniform_batch,
         "prioritized": prioritized_batch,
         "prioritized_update": prioritized_batch_and_update,
@@ -548,6 +566,7 @@ def bench_insert(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         process.join(timeout=30)
     length = int(client.llen(KEY))
     client.close()
+    print(f"  {args.writers} writers: {(counter_end - counter_start) / elapsed:,.0f} transitions/s", flush=True)
     return {
         "insert_tps_hive": (counter_end - counter_start) / elapsed,
         "insert_writers": args.writers,
@@ -559,17 +578,15 @@ def bench_insert(args: argparse.Namespace, pong: PongTransitions, redis_url: str
 # --- section: agent --------------------------------------------------------------------
 
 
-class LoopClock(StatusBoard):
-    """A real StatusBoard that also notes when each report was made: the loop's own clock."""
+class LoopClock(AgentCallback):
+    """A loop callback that notes when each status report was made: the loop's own clock."""
 
-    def __init__(self, client: redis.Redis, run_id: str, agent_id: str) -> None:
-        super().__init__(client, run_id, agent_id)
+    def __init__(self) -> None:
         self.marks: list[tuple[float, float, int]] = []  # (wall, process CPU, step)
 
-    def publish(self, status: dict[str, Any]) -> None:
-        """Note the time and step, then publish as the agent always does."""
-        self.marks.append((time.perf_counter(), time.process_time(), int(status["step"])))
-        super().publish(status)
+    def on_report(self, status: AgentStatus) -> None:
+        """Note the time and step (the agent's status board publishes next, as it always does)."""
+        self.marks.append((time.perf_counter(), time.process_time(), status.step))
 
     def rates(self, after_step: int = 0) -> tuple[float, float]:
         """Steps/s and CPU seconds per step between the first and last report after `after_step`."""
@@ -637,16 +654,20 @@ def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int =
     """One run of the real agent loop with a real writer and mirror on the real Redis."""
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(settings.replay_key, settings.push_counter_key)
-    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    writer = build_writer(settings, client)
-    sampler = MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
-    clock = LoopClock(client, settings.run_id, "bench-agent")
+    memory = build_replay_memory(settings, client)
+    clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
-    log = TrainingLog(settings.run_id, "bench-agent", list(timed))
+    services = AgentServices(
+        codec=memory.codec,
+        writer=memory.writer,
+        sampler=memory.sampler,
+        training_log=TrainingLog(settings.run_id, "bench-agent", list(timed)),
+        callbacks=[clock, StatusBoard(client, settings.run_id, "bench-agent")],
+    )
     try:
-        run_agent(settings, "bench-agent", AgentServices(writer, sampler, log, clock), threading.Event())
+        run_agent(settings, "bench-agent", services, threading.Event())
     finally:
-        writer.close()
+        memory.writer.close()
     steps_per_second, cpu_per_step = clock.rates(after_step)
     loop_seconds = clock.marks[-1][0] - clock.marks[0][0]
     client.close()
@@ -731,6 +752,7 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     )
     run = time_agent(learning, after_step=args.learning_starts + 50)
     results["agent_sps_learning"] = run.steps_per_second
+    print(f"  learning: {run.steps_per_second:,.0f} steps/s", flush=True)
     results["agent_learning_settings"] = {
         "batch_size": learning.batch_size,
         "train_frequency": learning.train_frequency,
@@ -740,6 +762,7 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     if args.sb3_steps:
         sb3 = time_sb3(args.sb3_steps, args.seed)
         if sb3 is not None:
+            print(f"  SB3 DQN loop: {sb3:,.0f} steps/s", flush=True)
             results["sb3_sps_no_learning"] = sb3
             results["sb3_vs_bare_no_learning"] = sb3 / results["env_sps_bare"]
     return results
@@ -753,8 +776,6 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
     settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.telemetry_steps)
     try:
         from borg_harness.kafka_broker import KafkaBroker
-
-        from borg_game.kafka_sink import KafkaSink
     except ImportError as error:
         print(f"  no Kafka sink or harness ({error}): measuring the JSON-lines sink instead")
         return _telemetry_pairs(args, settings, lambda: _json_lines_sink(model_store), "JsonLinesSink")
@@ -763,19 +784,9 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
         broker.create_topics([settings.training_log_topic])
 
         def kafka() -> Sink:
-            return KafkaSink(
-                broker.bootstrap_servers,
-                settings.training_log_topic,
-                key="bench-agent",
-                buffer_messages=settings.kafka_buffer_messages,
-                message_timeout=settings.kafka_message_timeout,
-                linger_ms=settings.kafka_linger_ms,
-                compression=settings.kafka_compression,
-                flush_timeout=settings.kafka_flush_timeout,
-                client_id="borg-bench",
-            )
+            return kafka_sink(broker.bootstrap_servers, settings, "bench-agent")
 
-        return _telemetry_pairs(args, settings, kafka, "KafkaSink", broker.pid)
+        return _telemetry_pairs(args, settings, kafka, "KafkaJsonProducer", broker.pid)
 
 
 def _json_lines_sink(folder: Path) -> Sink:

@@ -12,12 +12,13 @@ import numpy.typing as npt
 import pytest
 import redis
 
-from borg_game.__main__ import build_sampler, build_writer
 from borg_game.agent import AgentServices, run_agent
 from borg_game.codec import Transition, TransitionCodec
-from borg_game.prioritized import PrioritizedIndexSampler, PrioritizedSampler
+from borg_game.mirror import MirrorSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.redis_server import EmbeddedRedis
-from borg_game.replay import MirrorSampler, push_transaction
+from borg_game.replay_memory import build_replay_memory
+from borg_game.replay_writer import push_transaction
 from borg_game.settings import load_settings
 from borg_game.telemetry import TrainingLog
 from tests.goodness_of_fit import chi_square_p_value
@@ -147,26 +148,28 @@ def push(client: redis.Redis, steps: range, capacity: int = 1_000) -> None:
     pipeline.execute()
 
 
-def test_pulled_transitions_get_priorities_and_batches_carry_slots_and_weights(redis_client: redis.Redis) -> None:
+def test_a_mirror_draws_by_priority_and_pulls_enter_at_the_maximum(redis_client: redis.Redis) -> None:
     priorities = PrioritizedIndexSampler(8, alpha=1.0)
-    sampler = PrioritizedSampler(MirrorSampler(redis_client, KEY, COUNTER, 8, CODEC), priorities)
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, 8, CODEC, index_sampler=priorities)
     rng = np.random.default_rng(0)
-    assert sampler.sync() and sampler.sample(4, rng) is None
+    assert mirror.sync() and mirror.sample(4, rng) is None
     push(redis_client, range(6))
-    sampler.sync()
-    assert sampler.size() == 6 and priorities.total_priority == pytest.approx(6.0)
-    sampler.update_priorities(np.arange(6), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0]))
+    mirror.sync()
+    assert mirror.size() == 6 and priorities.total_priority == pytest.approx(6.0)
+    priorities.update_priorities(np.arange(6), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 3.0]))
     push(redis_client, range(6, 10))  # the mirror's ring wraps: steps 8 and 9 go to slots 0 and 1
-    sampler.sync()
+    mirror.sync()
     assert priorities_of(priorities, np.arange(8)) == pytest.approx(
         [3.0, 3.0, 1e-6, 1e-6, 1e-6, 3.0, 3.0, 3.0], rel=1e-5
     )
-    batch = sampler.sample(8, rng)
-    assert batch is not None and batch.slots is not None and batch.weights is not None
-    assert batch.weights.tolist() == pytest.approx(priorities.importance_weights(batch.slots, 8).tolist())
-    # The batch holds the transitions of its slots: state[0] is the step pushed.
     ring = {0: 8, 1: 9, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7}
-    assert batch.observations[:, 0].tolist() == [ring[slot] for slot in batch.slots.tolist()]
+    for _ in range(10):
+        batch = mirror.sample(8, rng)
+        assert batch is not None and batch.indices is not None
+        # Slots 2-4 hold 3e-6 of the 15 units of priority: no stratified draw lands there.
+        assert not set(batch.indices.tolist()) & {2, 3, 4}
+        # The batch holds the transitions of its slots: state[0] is the step pushed.
+        assert batch.observations[:, 0].tolist() == [ring[slot] for slot in batch.indices.tolist()]
 
 
 def test_the_agent_loop_feeds_td_errors_back_and_anneals_beta(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
@@ -192,16 +195,19 @@ def test_the_agent_loop_feeds_td_errors_back_and_anneals_beta(redis_server: Embe
         },
         env_file=None,
     )
-    sampler = build_sampler(settings, client, TransitionCodec())
-    assert isinstance(sampler, PrioritizedSampler)
-    writer = build_writer(settings, client)
+    memory = build_replay_memory(settings, client)
+    priorities = memory.priorities
+    assert priorities is not None
+    services = AgentServices(
+        memory.codec, memory.writer, memory.sampler, TrainingLog("r", "a", []), priorities=priorities
+    )
     try:
-        result = run_agent(settings, "a", AgentServices(writer, sampler, TrainingLog("r", "a", [])), threading.Event())
+        result = run_agent(settings, "a", services, threading.Event())
     finally:
-        writer.close()
+        memory.writer.close()
     assert result.updates > 50
-    held = priorities_of(sampler.priorities, np.arange(sampler.size(), dtype=np.int64))
+    held = priorities_of(priorities, np.arange(memory.sampler.size(), dtype=np.int64))
     # Transitions learned from carry (|TD error| + eps) ** 0.6, each its own; the rest the maximum.
-    learned = held[held < sampler.priorities.max_priority]
+    learned = held[held < priorities.max_priority]
     assert len(np.unique(learned)) > 50
-    assert sampler.priorities.beta == pytest.approx(0.4 + 0.6 * 600 / 1200)  # set by the last round, at step 600
+    assert priorities.beta == pytest.approx(0.4 + 0.6 * 600 / 1200)  # set by the last round, at step 600

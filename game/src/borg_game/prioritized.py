@@ -14,9 +14,10 @@ so far (1.0 before the first TD error, as in OpenAI Baselines), so that it is dr
 That includes a slot whose old transition the ring just overwrote: the old transition's
 priority never carries over to the new one.
 
-`PrioritizedIndexSampler` holds the priorities of the mirror's ring slots and picks the
-slots of each batch; it knows nothing of Redis or of what a slot holds. `PrioritizedSampler`
-puts it over a `MirrorSampler`: the sample side the agent talks to.
+`PrioritizedIndexSampler` is the mirror's `IndexSampler` (mirror_store.py) for this: it
+holds the priorities of the ring's slots, hears which slots a pull wrote, and picks the
+slots of each batch; it knows nothing of Redis or of what a slot holds. The agent adds the
+batch's weights and gives back its TD errors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 
 from borg_game.ddqn import linear_epsilon
-from borg_game.replay import MirrorSampler, ReplayBatch
 from borg_game.sum_tree import SumTree
 
 
@@ -120,57 +120,3 @@ class PrioritizedIndexSampler:
         self._tree.update(slots, priorities)
         if priorities.size:
             self.max_priority = max(self.max_priority, float(priorities.max()))
-
-
-class PrioritizedSampler:
-    """A MirrorSampler drawn from by priority; a ReplaySampler whose batches carry their slots
-    and importance-sampling weights.
-
-    Call `update_priorities` with each batch's slots and TD errors after the learner's step,
-    and `anneal` with the agent's step to move beta along its schedule.
-    """
-
-    def __init__(self, mirror: MirrorSampler, priorities: PrioritizedIndexSampler) -> None:
-        self.mirror = mirror
-        self.priorities = priorities
-        self._rows_seen = 0  # the mirror's rows_written as of the last sync
-
-    @property
-    def hive_pushed(self) -> int:
-        """The hive's push counter as of the mirror's last pull."""
-        return self.mirror.hive_pushed
-
-    @property
-    def corrupt_entries(self) -> int:
-        """Entries the mirror skipped on pull."""
-        return self.mirror.corrupt_entries
-
-    def size(self) -> int:
-        """Transitions held by the mirror."""
-        return self.mirror.size()
-
-    def sync(self) -> bool:
-        """Pull new transitions into the mirror; each enters at the maximum priority."""
-        reachable = self.mirror.sync()
-        written = self.mirror.rows_written
-        self.priorities.added(self._rows_seen % self.mirror.capacity, written - self._rows_seen, self.mirror.capacity)
-        self._rows_seen = written
-        return reachable
-
-    def anneal(self, agent_step: int) -> None:
-        """Set beta for `agent_step`."""
-        self.priorities.anneal(agent_step)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
-        """`batch_size` draws by priority, with their slots and importance-sampling weights;
-        None while fewer are held."""
-        held = self.mirror.size()
-        if held < batch_size:
-            return None
-        slots = self.priorities.sample(held, batch_size, rng)
-        weights = self.priorities.importance_weights(slots, held)
-        return self.mirror.gather(slots)._replace(weights=weights, slots=slots)
-
-    def update_priorities(self, slots: npt.NDArray[np.int64], td_errors: npt.NDArray[np.floating]) -> None:
-        """Set the priorities of sampled `slots` from the learner's TD errors."""
-        self.priorities.update_priorities(slots, td_errors)
