@@ -13,7 +13,7 @@ from loguru import logger
 
 from borg_game.agent import AgentServices, default_hostname, run_agent, tensorboard_run_dir
 from borg_game.codec import TransitionCodec
-from borg_game.redis_access import RedisRefusedError, connect_redis
+from borg_game.redis_access import RedisRefusedError, connect_redis, open_read_replica
 from borg_game.replay import DirectSampler, MirrorSampler, ReplaySampler, ReplayWriter
 from borg_game.settings import Settings, SettingsError, load_settings
 from borg_game.telemetry import JsonLinesSink, Sink, StatusBoard, TensorBoardSink, TrainingLog
@@ -34,7 +34,7 @@ def build_writer(settings: Settings, client: redis.Redis) -> ReplayWriter:
 
 
 def build_sampler(settings: Settings, client: redis.Redis, codec: TransitionCodec) -> ReplaySampler:
-    """The sample side chosen by CONFIG_replay_sampling."""
+    """The sample side chosen by CONFIG_replay_sampling; it reads through `client` (primary or replica)."""
     if settings.replay_sampling == "direct":
         return DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
     return MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
@@ -63,6 +63,8 @@ def main() -> int:
 
     try:
         client = connect_redis(settings.redis_url, stop)
+        # Pulls go to the read replica when there is one; pushes and the status board stay on the primary.
+        read_client = client if settings.redis_read_url is None else open_read_replica(settings.redis_read_url)
     except RedisRefusedError as error:
         print(f"borg-game: {error}", file=sys.stderr)
         return 2
@@ -100,7 +102,7 @@ def main() -> int:
     training_log = TrainingLog(settings.run_id, agent_id, sinks)
     services = AgentServices(
         writer=writer,
-        sampler=build_sampler(settings, client, codec),
+        sampler=build_sampler(settings, read_client, codec),
         training_log=training_log,
         status_board=StatusBoard(client, settings.run_id, agent_id),
     )

@@ -28,22 +28,7 @@ from loguru import logger
 
 from borg_game import transition_pb2 as pb
 from borg_game.codec import CorruptTransitionError, ObservationSpec, TransitionCodec
-
-# Reads the entries with sequence numbers in (seen, seen + chunk], oldest chunk first, and
-# returns [pushed, new_seen, entries newest-first]. Atomic, so no push can slip in between
-# reading the counter and reading the list. A reader more than `capacity` behind skips to
-# what is still stored; a counter that went backwards (Redis lost its data) restarts it.
-_PULL_SCRIPT = """
-local pushed = tonumber(redis.call('GET', KEYS[2]) or '0')
-local seen = tonumber(ARGV[1])
-local chunk = tonumber(ARGV[2])
-local capacity = tonumber(ARGV[3])
-if seen > pushed then seen = 0 end
-if pushed - seen > capacity then seen = pushed - capacity end
-local high = math.min(pushed, seen + chunk)
-if high <= seen then return {pushed, seen, {}} end
-return {pushed, high, redis.call('LRANGE', KEYS[1], pushed - high, pushed - seen - 1)}
-"""
+from borg_game.pull_script import PullScript
 
 
 class ReplayBatch(NamedTuple):
@@ -329,7 +314,10 @@ class _MirrorStore:
 
 
 class MirrorSampler:
-    """A local copy of the hive's newest transitions, pulled incrementally, sampled locally."""
+    """A local copy of the hive's newest transitions, pulled incrementally, sampled locally.
+
+    `client` is where pulls go: the primary, or a read replica of it (CONFIG_redis_read_url).
+    """
 
     def __init__(
         self,
@@ -341,13 +329,11 @@ class MirrorSampler:
         pull_chunk: int = 10_000,
         max_pull_seconds: float = 0.5,
     ) -> None:
-        self._client = client
-        self._keys = [key, counter_key]
         self._capacity = capacity
         self._codec = codec
         self._pull_chunk = pull_chunk
         self._max_pull_seconds = max_pull_seconds
-        self._pull = client.register_script(_PULL_SCRIPT)
+        self._pull = PullScript(client, key, counter_key)
         self._store: _MirrorStore | None = None  # made at the first entry, which fixes the shape
         self._seen = 0
         self._pushed = 0
@@ -373,11 +359,9 @@ class MirrorSampler:
         deadline = time.monotonic() + self._max_pull_seconds
         try:
             while True:
-                pushed, new_seen, entries = self._pull(
-                    keys=self._keys, args=[self._seen, self._pull_chunk, self._capacity]
-                )
-                self._pushed = int(pushed)
-                self._seen = int(new_seen)
+                pushed, new_seen, entries = self._pull(self._seen, self._pull_chunk, self._capacity)
+                self._pushed = pushed
+                self._seen = new_seen
                 # LRANGE returned newest first; the ring wants oldest first.
                 for entry in reversed(entries):
                     self._append(entry)

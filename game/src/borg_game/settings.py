@@ -108,6 +108,9 @@ class Settings(BaseSettings):
 
     # --- shared replay memory --------------------------------------------------------
     redis_url: str = Field("redis://localhost:6379/0", description="The hive's Redis.")
+    redis_read_url: str | None = Field(
+        None, description="A read replica of redis_url for the mirror's pulls (same password); unset: the primary."
+    )
     replay_key: str = Field("transitions", description="Redis list holding the hive's transitions.")
     push_counter_key: str = Field(
         "transitions:pushed", description="Redis counter of all transitions ever pushed, bumped with each push."
@@ -182,11 +185,24 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "tensorboard_dir", "training_log_file", "agent_index", "agent_id", "kafka_bootstrap_servers", mode="before"
+        "tensorboard_dir",
+        "training_log_file",
+        "agent_index",
+        "agent_id",
+        "kafka_bootstrap_servers",
+        "redis_read_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _check_read_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://[:PASSWORD@]HOST:PORT/DB URL of a read replica, or empty")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
