@@ -24,9 +24,9 @@ to the primary. Each N runs `--warmup` seconds, then is measured for `--seconds`
   over one second of pushes). N keeps doubling past --agents while nothing saturates, up to
   --max-agents.
 
-From the one-Redis runs it fits the primary's CPU as a x pushed/s + b x pulled/s (least
-squares) and prints the capacity model of docs/capacity.md: agents per primary and replicas
-per hive size. Results go to bench-results.json under `runs.scale`.
+From every run it fits the primary's CPU as a x pushed/s + b x pulled/s (least squares;
+with replicas the primary serves no pulls) and prints the capacity model of docs/capacity.md:
+agents per primary and replicas per hive size. Results go to bench-results.json under `runs.scale`.
 """
 
 from __future__ import annotations
@@ -266,9 +266,13 @@ def run_hive(servers: Servers, agents: int, entries: list[bytes], args: argparse
 
 
 def fit_costs(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The primary's CPU seconds per pushed and per pulled transition, from one-Redis runs (least squares)."""
+    """The primary's CPU seconds per pushed and per pulled transition (least squares over every run).
+
+    One-Redis runs give pushes and pulls together; with replicas the primary serves pushes only
+    (and feeds the replicas), which separates the two costs.
+    """
     pushed = np.array([run["insert_rate"] for run in runs])
-    pulled = np.array([run["pull_rate_per_agent"] * run["agents"] for run in runs])
+    pulled = np.array([0.0 if run["replicas"] else run["pull_rate_per_agent"] * run["agents"] for run in runs])
     cpu = np.array([run["primary_cpu"] for run in runs])
     (per_push, per_pull), *_ = np.linalg.lstsq(np.stack([pushed, pulled], axis=1), cpu, rcond=None)
     # A negative cost is noise (few runs, a busy machine): the other term then explains it all.
@@ -385,12 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                     queue.append(agents * 2)
         finally:
             servers.close()
-    single = [run for run in runs if run["replicas"] == 0]
-    costs = fit_costs(single)
+    costs = fit_costs(runs)
     model = capacity_model(costs, args.rate, entry_bytes)
     print(
         f"\nprimary CPU: {costs['cpu_us_per_push']:.2f} us per pushed transition,"
-        f" {costs['cpu_us_per_pull']:.2f} us per pulled transition (fit over {len(single)} one-Redis runs)"
+        f" {costs['cpu_us_per_pull']:.2f} us per pulled transition (fit over {len(runs)} runs)"
     )
     print(f"agents per primary at {args.rate:.0f}/s each, {CPU_BUDGET:.0%} of a core: {model['agents_per_primary']}")
     for agents, hive in model["hives"].items():
