@@ -113,16 +113,29 @@ class Snapshot:
     cpu_seconds: float
     output_bytes: int
     input_bytes: int
+    push_command_us: int
+    pull_command_us: int
+
+
+# What the writers' MULTI/EXEC runs, and the mirrors' pull script in each of its forms.
+PUSH_COMMANDS = ("multi", "lpush", "ltrim", "incrby", "exec")
+PULL_COMMANDS = ("evalsha_ro", "eval_ro", "evalsha", "eval")
 
 
 def snapshot(client: redis.Redis) -> Snapshot:
-    """CPU seconds and network bytes of the server so far."""
-    cpu, stats = client.info("cpu"), client.info("stats")
+    """CPU seconds, network bytes and the time spent in push and pull commands so far."""
+    cpu, stats, commands = client.info("cpu"), client.info("stats"), client.info("commandstats")
+
+    def command_us(names: tuple[str, ...]) -> int:
+        return sum(int(commands.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in names)
+
     return Snapshot(
         time.perf_counter(),
         float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         int(stats["total_net_output_bytes"]),
         int(stats["total_net_input_bytes"]),
+        command_us(PUSH_COMMANDS),
+        command_us(PULL_COMMANDS),
     )
 
 
@@ -264,6 +277,16 @@ def run_hive(servers: Servers, agents: int, entries: list[bytes], args: argparse
         "machine_busy": (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1]),
         "dropped": sum(dropped[:]),
     }
+    # Time inside the commands alone (INFO commandstats): without the event loop and socket I/O
+    # that used_cpu adds, so less disturbed by other work on the machine.
+    pushed, pulled = (
+        counter_after - counter_before,
+        sum(end - start for start, end in zip(held_before, held_after, strict=True)),
+    )
+    push_us = after[0].push_command_us - before[0].push_command_us
+    pull_us = sum(end.pull_command_us - start.pull_command_us for start, end in zip(before, after, strict=True))
+    result["push_command_us_per_transition"] = push_us / pushed if pushed else None
+    result["pull_command_us_per_transition"] = pull_us / pulled if pulled else None
     result["saturated"] = bool(
         insert_rate < 0.95 * target or pull_rate < 0.95 * insert_rate or lag_p95 > max(insert_rate, 1.0)
     )
@@ -395,11 +418,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             servers.close()
     costs = fit_costs(runs)
+    results_extra: dict[str, float] = {}
     model = capacity_model(costs, args.rate, entry_bytes)
     print(
         f"\nprimary CPU: {costs['cpu_us_per_push']:.2f} us per pushed transition,"
         f" {costs['cpu_us_per_pull']:.2f} us per pulled transition (fit over {len(runs)} runs)"
     )
+    for name in ("push", "pull"):
+        values = [run[f"{name}_command_us_per_transition"] for run in runs if run[f"{name}_command_us_per_transition"]]
+        median = float(np.median(values)) if values else float("nan")
+        print(f"inside {name} commands (INFO commandstats): {median:.2f} us per {name}ed transition, median of runs")
+        results_extra[f"scale_{name}_command_us_median"] = median
     print(f"agents per primary at {args.rate:.0f}/s each, {CPU_BUDGET:.0%} of a core: {model['agents_per_primary']}")
     for agents, hive in model["hives"].items():
         needed = hive["replicas_needed"]
@@ -414,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale_cpu_us_per_push": costs["cpu_us_per_push"],
         "scale_cpu_us_per_pull": costs["cpu_us_per_pull"],
         "scale_agents_per_primary": model["agents_per_primary"],
+        **results_extra,
         "scale_runs": runs,
         "scale_model": model,
         "scale_bench_seconds": time.perf_counter() - started,
