@@ -9,9 +9,16 @@ ENV ?=
 SERVICES := game monitor harness
 SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
+# `make run` appends every agent's training log (JSON lines) here; `make plot` draws it.
+TRAINING_LOG ?= runs/training-log.jsonl
+PLOT_ARGS ?=
+# The tools harness/install-*.sh build (make stack-tools).
+TOOLS := $(or $(BORG_CACHE_DIR),$(HOME)/.cache/borg-dqn)/bin
+HELM := $(TOOLS)/helm
+KUBECHECK := $(TOOLS)/kubecheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint proto lock clean kafka kafka-jars stack-tools up down soak
+.PHONY: help install run plot test lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve chart
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,13 +29,16 @@ $(VENV)/.installed: $(foreach service,$(SERVICES),$(service)/pyproject.toml) tes
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
 		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test) \
-		--group tests/pyproject.toml:test
+		--group game/pyproject.toml:plot --group tests/pyproject.toml:test
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv with every service, dev and test tools
 
 run: install  ## the local hive: AGENTS=2 agents on an embedded Redis (ENV=CartPole-v1 for a quick one)
-	$(BIN)/python -m borg_game.hive --agents $(AGENTS) $(if $(ENV),--env-id $(ENV))
+	CONFIG_training_log_file=$(TRAINING_LOG) $(BIN)/python -m borg_game.hive --agents $(AGENTS) $(if $(ENV),--env-id $(ENV))
+
+plot: install  ## learning curves of the newest `make run` (TRAINING_LOG) to a PNG; PLOT_ARGS="--run-id ..."
+	$(BIN)/python -m borg_game.plot $(TRAINING_LOG) $(PLOT_ARGS)
 
 # One pytest run per project: each has its own `tests` package and settings.
 test: install kafka-jars stack-tools  ## every test, against real servers on loopback
@@ -40,13 +50,22 @@ test: install kafka-jars stack-tools  ## every test, against real servers on loo
 soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
 	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
 
-stack-tools: install  ## Docker Compose (built with Go) and the Elasticsearch zip for the stack tests (once, into ~/.cache/borg-dqn)
+stack-tools: install  ## Docker Compose, Helm, kubecheck (built with Go) and the Elasticsearch zip for the stack tests (once, into ~/.cache/borg-dqn)
 	bash harness/install-compose.sh
+	bash harness/install-helm.sh
+	bash harness/install-kubecheck.sh
 	$(BIN)/python -m borg_harness.search_server --install-only
 
 up: .env  ## the full stack in Docker: AGENTS=2 agents, Kafka, Elasticsearch, Kibana (docs/full-stack.md)
 	docker compose up --detach --build --scale game=$(AGENTS)
 	@echo "dashboard: http://localhost:5601/app/dashboards#/view/borg-dqn (ready once kibana-setup has exited 0)"
+
+CHART := deploy/helm/borg-dqn
+chart: stack-tools  ## lint the Helm chart and validate its manifests against the Kubernetes API types (docs/kubernetes.md)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --values $(CHART)/values-cpu.yaml
+	$(HELM) template hive $(CHART) | $(KUBECHECK)
+	$(HELM) template hive $(CHART) --values $(CHART)/values-cpu.yaml | $(KUBECHECK)
 
 down:  ## stop the full stack; its volumes (checkpoints, replay memory, indices) stay
 	docker compose down
@@ -75,6 +94,21 @@ proto: install  ## regenerate the Python code of proto/transition.proto
 
 lock: install  ## re-pin constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^borg-' > constraints.txt
+
+# --- the documentation site (mkdocs.yml): docs/*.md, with the configuration page generated ---
+$(VENV)/.docs-installed: $(VENV)/.installed tests/pyproject.toml
+	$(BIN)/python -m pip install --quiet -c constraints.txt --group tests/pyproject.toml:docs
+	touch $@
+
+# Never --quiet: it hides the warnings that --strict fails on. NO_MKDOCS_2_WARNING: no banner.
+docs: $(VENV)/.docs-installed  ## build the documentation site into site/ (strict: a broken link fails)
+	$(BIN)/python -m borg_game.config_reference docs/configuration.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "site built: site/index.html (make docs-serve serves it on 127.0.0.1:8000)"
+
+docs-serve: $(VENV)/.docs-installed  ## serve the documentation on 127.0.0.1:8000, rebuilt on every edit
+	$(BIN)/python -m borg_game.config_reference docs/configuration.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and models/
 	rm -rf .hive

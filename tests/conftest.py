@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 COMPOSE_CPU_FILE = REPO_ROOT / "compose.cpu.yaml"
 COMPOSE_PORTS_FILE = REPO_ROOT / "compose.ports.yaml"
+COMPOSE_REPLICA_FILE = REPO_ROOT / "compose.replica.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 PIPELINE_FILE = REPO_ROOT / "logstash" / "pipeline" / "borg.conf"
 TEMPLATE_DIR = REPO_ROOT / "elasticsearch" / "templates"
@@ -150,6 +151,12 @@ def compose_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def compose_cpu_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """compose.yaml with the CPU override."""
     return render_compose(tmp_path_factory.mktemp("compose-cpu"), ["compose.yaml", "compose.cpu.yaml"])
+
+
+@pytest.fixture(scope="session")
+def compose_replica_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """compose.yaml with the Redis read replica override."""
+    return render_compose(tmp_path_factory.mktemp("compose-replica"), ["compose.yaml", "compose.replica.yaml"])
 
 
 # --------------------------------------------------------------------------- Logstash

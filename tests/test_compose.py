@@ -17,11 +17,13 @@ from conftest import (
     COMPOSE_CPU_FILE,
     COMPOSE_FILE,
     COMPOSE_PORTS_FILE,
+    COMPOSE_REPLICA_FILE,
     ENV_EXAMPLE,
     TEST_SECRETS,
     env_example_values,
     filled_env_text,
     render_compose,
+    service_environment,
 )
 
 COMPOSE_SPEC = Path("/work/shared/schemas/compose-spec.json")
@@ -258,8 +260,57 @@ def test_the_cpu_override_drops_the_gpu_and_builds_a_cpu_image(
 
 def test_env_example_documents_every_variable_compose_interpolates() -> None:
     used = set()
-    for path in (COMPOSE_FILE, COMPOSE_CPU_FILE, COMPOSE_PORTS_FILE):
-        used |= set(re.findall(r"\$\{(\w+)", path.read_text()))
+    for path in (COMPOSE_FILE, COMPOSE_CPU_FILE, COMPOSE_PORTS_FILE, COMPOSE_REPLICA_FILE):
+        # `$${NAME...}` is the container shell's, not compose's.
+        used |= set(re.findall(r"(?<!\$)\$\{(\w+)", path.read_text()))
     text = ENV_EXAMPLE.read_text()
     undocumented = {name for name in used if not re.search(rf"^#? ?{name}=", text, flags=re.MULTILINE)}
     assert undocumented == set()
+
+
+# --------------------------------------------------------------------------- Redis read replica
+
+
+def test_the_replica_is_the_redis_service_made_a_replica_of_it(compose_replica_model: dict[str, Any]) -> None:
+    services = compose_replica_model["services"]
+    primary, replica = services["redis"], services["redis-replica"]
+    replica_environment = service_environment(compose_replica_model, "redis-replica")
+    # Same image, user, start command and logins: the same password and ACL user `monitor`.
+    for key in ("image", "user", "command", "healthcheck", "restart"):
+        assert replica[key] == primary[key], key
+    primary_environment = service_environment(compose_replica_model, "redis")
+    assert replica_environment == {**primary_environment, "REDIS_REPLICA_OF": "redis 6379"}
+    assert "REDIS_REPLICA_OF" not in primary_environment
+    assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+    # A volume of its own, and no published port.
+    assert [(v["source"], v["target"]) for v in replica["volumes"]] == [("redis-replica-data", "/data")]
+    assert "redis-replica-data" in compose_replica_model["volumes"]
+    assert "ports" not in replica
+
+
+def test_the_replica_start_command_makes_a_replica_only_when_told(compose_model: dict[str, Any]) -> None:
+    script = compose_model["services"]["redis"]["command"][2]
+    assert "$${REDIS_REPLICA_OF:+replicaof $$REDIS_REPLICA_OF}" in script
+    # The replica logs in to the primary as its default user.
+    assert "$${REDIS_REPLICA_OF:+masterauth $$REDISCLI_AUTH}" in script
+
+
+def test_with_the_replica_agents_read_from_it_and_write_to_the_primary(
+    compose_model: dict[str, Any], compose_replica_model: dict[str, Any]
+) -> None:
+    game = service_environment(compose_replica_model, "game")
+    password = TEST_SECRETS["REDIS_PASSWORD"]
+    assert game["CONFIG_redis_read_url"] == f"redis://:{password}@redis-replica:6379/0"
+    assert game["CONFIG_redis_url"] == f"redis://:{password}@redis:6379/0"
+    assert compose_replica_model["services"]["game"]["depends_on"]["redis-replica"]["condition"] == "service_healthy"
+    assert "CONFIG_redis_read_url" not in service_environment(compose_model, "game")
+
+
+def test_the_replica_override_changes_nothing_else(
+    compose_model: dict[str, Any], compose_replica_model: dict[str, Any]
+) -> None:
+    def others(model: dict[str, Any]) -> str:
+        services = {name: s for name, s in model["services"].items() if name not in {"game", "redis-replica"}}
+        return json.dumps(services, sort_keys=True).replace(model["services"]["game"]["build"]["context"], "<project>")
+
+    assert others(compose_replica_model) == others(compose_model)

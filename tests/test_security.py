@@ -240,10 +240,10 @@ def test_make_env_writes_fresh_random_secrets_that_compose_accepts(tmp_path: Pat
 class StackRedis:
     """The redis service's own start command, run here on a free port."""
 
-    def __init__(self, model: dict[str, Any], workdir: Path, **environment: str) -> None:
+    def __init__(self, model: dict[str, Any], workdir: Path, service: str = "redis", **environment: str) -> None:
         self.port = free_port()
-        self.environment = {**service_environment(model, "redis"), **environment}
-        script = shell_command(model["services"]["redis"]["command"][2])
+        self.environment = {**service_environment(model, service), **environment}
+        script = shell_command(model["services"][service]["command"][2])
         # The one change: a free port on loopback instead of the container's 6379.
         self.script = script.replace("redis-server -", f"redis-server - --port {self.port} --bind 127.0.0.1", 1)
         assert self.script != script
@@ -332,6 +332,61 @@ def test_redis_gets_its_passwords_on_no_command_line(stack_redis: StackRedis) ->
         command_lines += [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
     for line in command_lines:
         assert secrets_in(line.decode(errors="replace")) == set(), line
+
+
+def wait_for_replica(replica: redis.Redis, key: str, length: int, timeout: float = 60.0) -> None:
+    """Until the replica's link to its primary is up, `key` has `length` items there, and the
+    append-only file it rewrites after a sync is written (until then it refuses to shut down)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        link = replica.info("replication").get("master_link_status")
+        persistence = replica.info("persistence")
+        rewriting = persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"]
+        if link == "up" and int(replica.llen(key)) == length and not rewriting:
+            return
+        assert time.monotonic() < deadline, f"replica: link {link}, {key} has {replica.llen(key)} of {length}"
+        time.sleep(0.05)
+
+
+def test_the_replica_override_replicates_with_the_stack_passwords_and_acl(
+    compose_replica_model: dict[str, Any], tmp_path: Path
+) -> None:
+    password = TEST_SECRETS["REDIS_PASSWORD"]
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "replica").mkdir()
+    primary = StackRedis(compose_replica_model, tmp_path / "primary")
+    replica_server: StackRedis | None = None
+    try:
+        primary.wait_ready(password)
+        # The replica service's own command and environment, its primary on loopback.
+        replica_server = StackRedis(
+            compose_replica_model, tmp_path / "replica", "redis-replica", REDIS_REPLICA_OF=f"127.0.0.1 {primary.port}"
+        )
+        replica_server.wait_ready(password)
+        writer = redis.Redis(port=primary.port, password=password)
+        with writer.pipeline(transaction=True) as push:
+            push.lpush("transitions", *[bytes([index]) * 530 for index in range(8)])
+            push.incrby("transitions:pushed", 8)
+            push.execute()
+        replica = redis.Redis(port=replica_server.port, password=password)
+        wait_for_replica(replica, "transitions", 8)
+        assert int(replica.get("transitions:pushed") or 0) == 8
+        with pytest.raises(redis.exceptions.ReadOnlyError):
+            replica.lpush("transitions", b"x")
+        # The monitor's read-only ACL user exists on the replica too.
+        monitor_password = TEST_SECRETS["REDIS_MONITOR_PASSWORD"]
+        monitor = redis.Redis(port=replica_server.port, username="monitor", password=monitor_password)
+        assert int(monitor.llen("transitions")) == 8
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            monitor.get("borg:agent_index")
+        problem = redis_problem(f"redis://127.0.0.1:{replica_server.port}/0")
+        assert problem is not None and "requires a password" in problem
+        for client in (writer, replica, monitor):
+            client.close()
+    finally:
+        if replica_server is not None:
+            replica_server.stop()
+        primary.stop()
 
 
 def test_redis_refuses_a_client_without_the_password(stack_redis: StackRedis) -> None:

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from borg_game.plot import summed_steps
 
 Record = dict[str, Any]
 
@@ -77,6 +77,19 @@ def epoch_seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def progress_line(records: Sequence[Record], seconds: float, budget: int) -> str:
+    """How far a running hive is: hive steps of the budget, episodes, the best evaluation so far."""
+    latest: dict[str, int] = {}
+    for record in records:
+        if "agent_step" in record:
+            latest[str(record["agent_id"])] = int(record["agent_step"])
+    episodes = sum(1 for record in records if record.get("type") == "episode")
+    evals = [float(record["eval_return_mean"]) for record in records if record.get("type") == "eval"]
+    best = f"{max(evals):g}" if evals else "-"
+    steps = sum(latest.values())
+    return f"[{seconds:5.0f}s] hive steps {steps:,} of {budget:,}, {episodes:,} episodes, best eval {best}"
+
+
 def run_hive(
     agents: int,
     settings: Mapping[str, object],
@@ -84,10 +97,12 @@ def run_hive(
     timeout: float,
     stop_when: Callable[[list[Record]], bool] | None = None,
     poll_seconds: float = 5.0,
+    progress_seconds: float = 30.0,
 ) -> HiveRun:
     """Run `python -m borg_game.hive` in `workdir` until done, `stop_when(records)` or `timeout`.
 
-    A stop is a SIGINT, as Ctrl-C would send: the agents write final checkpoints and exit.
+    Prints a progress line every `progress_seconds`. A stop is a SIGINT, as Ctrl-C would
+    send: the agents write final checkpoints and exit.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "training_log.jsonl"
@@ -98,9 +113,15 @@ def run_hive(
     with (workdir / "hive.out").open("wb") as output:
         process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=output, stderr=subprocess.STDOUT)
         try:
+            last_progress = launched_at
+            budget = agents * int(str(settings.get("total_steps", 0)))
             while process.poll() is None:
                 time.sleep(poll_seconds)
-                if time.time() - launched_at > timeout or (stop_when is not None and stop_when(read_log(log_path))):
+                records = read_log(log_path)
+                if time.time() - last_progress >= progress_seconds:
+                    last_progress = time.time()
+                    print(f"      {progress_line(records, last_progress - launched_at, budget)}", flush=True)
+                if time.time() - launched_at > timeout or (stop_when is not None and stop_when(records)):
                     stopped_early = True
                     process.send_signal(signal.SIGINT)
                     process.wait(timeout=120)
@@ -118,16 +139,10 @@ def eval_curve(records: Sequence[Record], launched_at: float) -> list[EvalPoint]
         if "agent_step" in record:
             moment = epoch_seconds(str(record["timestamp"]))
             progress[str(record["agent_id"])].append((moment, int(record["agent_step"])))
-    timelines = {agent: sorted(points) for agent, points in progress.items()}
-
-    def hive_steps_at(moment: float) -> float:
-        total = 0.0
-        for points in timelines.values():
-            times = np.array([point[0] for point in points])
-            steps = np.array([point[1] for point in points], dtype=np.float64)
-            total += float(np.interp(moment, times, steps, left=0.0))
-        return total
-
+    timelines = []
+    for agent_points in progress.values():
+        ordered = sorted(agent_points)
+        timelines.append(([moment for moment, _ in ordered], [step for _, step in ordered]))
     points = []
     for record in records:
         if record.get("type") != "eval":
@@ -137,7 +152,7 @@ def eval_curve(records: Sequence[Record], launched_at: float) -> list[EvalPoint]
             EvalPoint(
                 agent_id=str(record["agent_id"]),
                 agent_step=int(record["agent_step"]),
-                hive_steps=hive_steps_at(moment),
+                hive_steps=float(summed_steps(timelines, [moment])[0]),
                 seconds=moment - launched_at,
                 mean_return=float(record["eval_return_mean"]),
             )

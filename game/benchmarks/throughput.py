@@ -297,10 +297,15 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
             return call
 
         reference_rates, direct_rates, mirror_rates = [], [], []
-        for round_draws in draws:  # interleaved, so a busy moment of the machine hits all three
+        for round_index, round_draws in enumerate(draws):  # interleaved: a busy moment hits all three
             reference_rates.append(time_reference(reference, round_draws))
             direct_rates.append(time_calls(draw(direct), args.batch_size, args.round_seconds))
             mirror_rates.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
+            print(
+                f"  round {round_index + 1}/{rounds} at {size:,}: reference {reference_rates[-1]:,.0f}/s, "
+                f"direct {direct_rates[-1]:,.0f}/s, mirror {mirror_rates[-1]:,.0f}/s",
+                flush=True,
+            )
         results[f"reference_sample_tps_{tag}"] = statistics.median(reference_rates)
         results[f"direct_sample_tps_{tag}"] = statistics.median(direct_rates)
         results[f"mirror_sample_tps_{tag}"] = statistics.median(mirror_rates)
@@ -319,9 +324,14 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         results[f"mirror_pull_tps_{_tag(large)}"] = _pull(mirror, large)
         direct.sync()
         large_mirror, large_direct = [], []
-        for _ in range(rounds):
+        for round_index in range(rounds):
             large_mirror.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
             large_direct.append(time_calls(draw(direct), args.batch_size, args.round_seconds / 2))
+            print(
+                f"  round {round_index + 1}/{rounds} at {large:,}: direct {large_direct[-1]:,.0f}/s, "
+                f"mirror {large_mirror[-1]:,.0f}/s",
+                flush=True,
+            )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
     del mirror
@@ -415,6 +425,7 @@ def bench_insert(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         process.join(timeout=30)
     length = int(client.llen(KEY))
     client.close()
+    print(f"  {args.writers} writers: {(counter_end - counter_start) / elapsed:,.0f} transitions/s", flush=True)
     return {
         "insert_tps_hive": (counter_end - counter_start) / elapsed,
         "insert_writers": args.writers,
@@ -598,6 +609,7 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     )
     run = time_agent(learning, after_step=args.learning_starts + 50)
     results["agent_sps_learning"] = run.steps_per_second
+    print(f"  learning: {run.steps_per_second:,.0f} steps/s", flush=True)
     results["agent_learning_settings"] = {
         "batch_size": learning.batch_size,
         "train_frequency": learning.train_frequency,
@@ -607,6 +619,7 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     if args.sb3_steps:
         sb3 = time_sb3(args.sb3_steps, args.seed)
         if sb3 is not None:
+            print(f"  SB3 DQN loop: {sb3:,.0f} steps/s", flush=True)
             results["sb3_sps_no_learning"] = sb3
             results["sb3_vs_bare_no_learning"] = sb3 / results["env_sps_bare"]
     return results

@@ -146,12 +146,14 @@ def run_soak(
             )
             report.samples.append(sample)
             print(
-                f"[{sample.elapsed_seconds:7.0f}s] redis {sample.redis_used_mib} MiB, {sample.transitions:,} held, "
+                f"[{sample.elapsed_seconds:5.0f}/{minutes * 60:.0f}s] redis {sample.redis_used_mib} MiB, "
+                f"{sample.transitions:,} held, "
                 f"{sample.pushed:,} pushed | "
                 + ", ".join(f"{name} {value:.0f}" for name, value in sorted(memory.items())),
                 flush=True,
             )
         if hive.poll() is None:
+            print("stopping the hive with SIGINT (final checkpoints) ...", flush=True)
             os.killpg(hive.pid, signal.SIGINT)  # as Ctrl-C in a terminal
             try:
                 hive.wait(120)
