@@ -163,10 +163,43 @@ def test_a_server_without_data_keeps_the_readers_place(redis_client: redis.Redis
     assert PullScript(redis_client, KEY, COUNTER)(1500, 100, CAPACITY) == (0, 1500, [])
 
 
-def test_a_counter_reset_by_lost_data_restarts_the_reader(redis_client: redis.Redis) -> None:
-    redis_client.lpush(KEY, b"a", b"b")
-    redis_client.set(COUNTER, 2)
-    assert PullScript(redis_client, KEY, COUNTER)(1500, 100, CAPACITY) == (2, 2, [b"b", b"a"])
+def pull_everything(mirror: MirrorSampler) -> None:
+    assert mirror.sync()
+    assert mirror.hive_pushed == mirror.size()
+
+
+def test_a_server_behind_the_mirror_with_the_same_history_is_waited_for(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    entries = [codec.encode(vector_transition("a0", step)) for step in range(1200)]
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, CAPACITY, codec, pull_chunk=100)
+    for start in range(0, 1000, 50):  # pulled in many small steps, as an agent pulls
+        redis_client.lpush(KEY, *entries[start : start + 50])
+        redis_client.incrby(COUNTER, 50)
+        pull_everything(mirror)
+    # The server goes back to its state after 600 pushes (a replica restarted from its own
+    # old data, or a lagging one behind a load balancer): the mirror keeps its place.
+    redis_client.lpop(KEY, 400)
+    redis_client.set(COUNTER, 600)
+    assert mirror.sync() and (mirror.hive_pushed, mirror.size()) == (600, 1000)
+    # It catches up with the same history and goes further: only the new entries are pulled.
+    redis_client.lpush(KEY, *entries[600:1200])
+    redis_client.set(COUNTER, 1200)
+    pull_everything(mirror)
+    assert mirror_rows(mirror) == [(0, step) for step in range(1200)], "nothing pulled twice, nothing skipped"
+
+
+def test_a_counter_behind_the_mirror_with_other_data_restarts_it(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, CAPACITY, codec, pull_chunk=100)
+    redis_client.lpush(KEY, *[codec.encode(vector_transition("a0", step)) for step in range(1000)])
+    redis_client.set(COUNTER, 1000)
+    pull_everything(mirror)
+    # Redis lost its data and the hive pushed 600 new transitions since.
+    redis_client.delete(KEY)
+    redis_client.lpush(KEY, *[codec.encode(vector_transition("a0", step, agent_number=1)) for step in range(600)])
+    redis_client.set(COUNTER, 600)
+    assert mirror.sync() and (mirror.hive_pushed, mirror.size()) == (600, 1600)
+    assert mirror_rows(mirror)[1000:] == [(1, step) for step in range(600)]
 
 
 def test_read_url_empty_means_the_primary_and_a_non_url_is_refused() -> None:
