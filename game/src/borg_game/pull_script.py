@@ -103,7 +103,8 @@ class PullScript:
                 if pushed - sequence >= capacity:
                     return False  # trimmed away: nothing left to compare
                 with self._client.pipeline(transaction=True) as pipeline:
-                    pipeline.get(self._keys[1]).lindex(self._key, pushed - sequence)
+                    pipeline.get(self._keys[1])
+                    pipeline.lindex(self._key, pushed - sequence)
                     counter, entry = pipeline.execute()
                 if int(counter or 0) != pushed:
                     return True  # a push came in between: wait, the next pull looks again
