@@ -25,7 +25,7 @@ to the primary. Each N runs `--warmup` seconds, then is measured for `--seconds`
   --max-agents.
 
 From every run it fits the primary's CPU as a x pushed/s + b x pulled/s (least squares;
-with replicas the primary serves no pulls) and prints the capacity model of docs/capacity.md:
+with replicas the primary serves no pulls) and prints the capacity model of docs/kubernetes.md:
 agents per primary and replicas per hive size. Results go to bench-results.json under `runs.scale`.
 """
 
