@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AGENTS ?= 2
 ENV ?=
-# Python projects of the repo, each with src/, tests/ and dev/test dependency groups.
-SERVICES := game monitor harness
+# Python projects of the repo, each with src/, tests/ and dev/test dependency groups
+# (common: the library both services install).
+SERVICES := common game monitor harness
 SOAK_MINUTES ?= 30
 KAFKA_DEV_PORT ?= 9092
 # `make run` appends every agent's training log (JSON lines) here; `make plot` draws it.
@@ -18,7 +19,7 @@ HELM := $(TOOLS)/helm
 KUBECHECK := $(TOOLS)/kubecheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install run plot test lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve chart
+.PHONY: help install run plot test test-docker lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve chart
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +27,7 @@ help:  ## list the targets
 # One environment for every service of the repo, pinned by constraints.txt (what the images install).
 $(VENV)/.installed: $(foreach service,$(SERVICES),$(service)/pyproject.toml) tests/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt \
 		$(foreach service,$(SERVICES),-e $(service) --group $(service)/pyproject.toml:dev --group $(service)/pyproject.toml:test) \
 		--group game/pyproject.toml:plot --group tests/pyproject.toml:test
@@ -42,10 +43,17 @@ plot: install  ## learning curves of the newest `make run` (TRAINING_LOG) to a P
 
 # One pytest run per project: each has its own `tests` package and settings.
 test: install kafka-jars stack-tools  ## every test, against real servers on loopback
+	cd common && ../$(BIN)/python -m pytest
 	cd game && ../$(BIN)/python -m pytest
 	cd monitor && ../$(BIN)/python -m pytest
 	cd harness && ../$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests
+
+# As root on Debian bookworm: installs and starts Debian's Docker engine (stopped again after),
+# builds stand-in base images from Debian packages (harness/docker/README.md), the images with
+# `docker compose build`, then runs and checks redis, kafka, 2 CPU agents and the monitor.
+test-docker: install kafka-jars stack-tools  ## the stack in a real Docker engine, as users run it (root; docs/full-stack.md)
+	$(BIN)/python -m pytest tests/test_stack_in_docker.py -m docker -s
 
 soak: install  ## the local hive, 4 Pong agents for SOAK_MINUTES (30): RSS and Redis memory over time
 	$(BIN)/python -m borg_game.soak --minutes $(SOAK_MINUTES) --report .hive/soak-report.json
@@ -92,8 +100,9 @@ lint: install  ## ruff and mypy --strict on every service
 proto: install  ## regenerate the Python code of proto/transition.proto
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=game/src/borg_game --pyi_out=game/src/borg_game proto/transition.proto
 
+# --all: pip, setuptools and wheel too (torch needs setuptools at run time; the images get the pin).
 lock: install  ## re-pin constraints.txt from the current environment
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^borg-' > constraints.txt
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^borg-' > constraints.txt
 
 # --- the documentation site (mkdocs.yml): docs/*.md, with the configuration page generated ---
 $(VENV)/.docs-installed: $(VENV)/.installed tests/pyproject.toml

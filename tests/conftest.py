@@ -304,7 +304,9 @@ def _process_environment(**settings: object) -> dict[str, str]:
     return environment
 
 
-def _consume(bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float) -> list[KafkaRecord]:
+def consume_records(
+    bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float
+) -> list[KafkaRecord]:
     """Every message of `topics` from the beginning, until each partition's end is reached
     and at least `minimum[topic]` messages of each topic were read."""
     consumer = Consumer(
@@ -420,7 +422,7 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
             for index in range(AGENTS)
             for line in (workdir / f"agent{index}.jsonl").read_text().splitlines()
         ]
-        records = _consume(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
+        records = consume_records(broker.bootstrap_servers, topics, {"training_log": len(agent_log_lines)}, timeout=60)
     shutil.rmtree(workdir / "models", ignore_errors=True)
     process_logs = {path.stem: path.read_text() for path in sorted(workdir.glob("*.log"))}
     return StackRun(records, agent_log_lines, process_logs)

@@ -155,7 +155,14 @@ def test_game_scales_with_distinct_replicas(compose_model: dict[str, Any]) -> No
     # Agent ids default to '<hostname>-<index>' with the index from Redis: replicas differ.
     environment = game["environment"]
     assert "CONFIG_agent_index" not in environment and "CONFIG_agent_id" not in environment
-    assert game["restart"] == "on-failure", "an agent that finished its steps stays finished"
+
+
+def test_game_restarts_on_failure_a_bounded_number_of_times(compose_model: dict[str, Any]) -> None:
+    # on-failure: an agent that finished its steps (exit 0) stays finished; a bound: an agent
+    # that cannot start (a configuration error) does not restart forever.
+    policy, _, retries = str(compose_model["services"]["game"]["restart"]).partition(":")
+    assert policy == "on-failure"
+    assert retries.isdigit() and 1 <= int(retries) <= 10, f"restart {policy!r} without a bounded retry count"
 
 
 @pytest.mark.parametrize("service", sorted(BUILT))

@@ -170,6 +170,9 @@ def test_dashboard_shows_every_required_measure() -> None:
         (training, "loss", "agent_id"),
         (training, "epsilon", "agent_id"),
         (training, "steps_per_second", "agent_id"),
+        (training, "dropped_transitions", "agent_id"),  # the replay memory's trouble counters
+        (training, "push_errors", "agent_id"),
+        (training, "corrupt_entries", "agent_id"),
         (memory, "transition_count", None),
         (memory, "replay_bytes", None),
         (memory, "insert_rate", None),

@@ -28,26 +28,19 @@ from typing import Any, TextIO
 from hive_runs import EvalPoint, eval_curve, first_reaching, read_log, run_hive, spread
 from machine import RESULTS_FILE, describe_machine, write_results
 
+from borg_game.settings import ENV_PRESETS
+
 SOLVED = 475.0
 
-# SB3 rl-zoo's DQN hyperparameters for CartPole-v1, as the agent's settings (as in game/tests/test_hive.py).
+# SB3 rl-zoo's DQN hyperparameters for CartPole-v1: the agent's preset (ENV_PRESETS), spelled out
+# for SB3's DQN below, plus what the run fixes on top.
+PRESET = ENV_PRESETS["CartPole-v1"]
 CARTPOLE: dict[str, object] = {
     "env_id": "CartPole-v1",
-    "learning_rate": 2.3e-3,
-    "batch_size": 64,
+    **PRESET,
     "replay_capacity": 100_000,
-    "learning_starts": 1000,
     "gamma": 0.99,
-    "train_frequency": 256,
-    "gradient_steps": 128,
-    "target_update_interval": 10,
     "epsilon_start": 1.0,
-    "epsilon_decay_steps": 8000,  # exploration_fraction 0.16 of rl-zoo's 50k steps
-    "epsilon_end": 0.04,
-    "mlp_hidden_sizes": "256,256",
-    "clip_rewards": False,
-    "eval_episodes": 10,
-    "eval_epsilon": 0.0,
     "tensorboard_dir": "",
     "checkpoint_interval": 1_000_000,
 }
@@ -112,11 +105,10 @@ def sb3_worker(args: argparse.Namespace) -> int:
     """Train SB3's DQN with rl-zoo's CartPole settings, logging evaluations like an agent does."""
     import gymnasium as gym
     import torch
+    from borg_common.timestamps import utc_timestamp
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
-
-    from borg_game.telemetry import utc_timestamp
 
     torch.set_num_threads(args.torch_threads)
 
@@ -143,17 +135,17 @@ def sb3_worker(args: argparse.Namespace) -> int:
     model = DQN(
         "MlpPolicy",
         gym.make("CartPole-v1"),
-        learning_rate=2.3e-3,
-        batch_size=64,
-        buffer_size=100_000,
-        learning_starts=1000,
-        gamma=0.99,
-        target_update_interval=10,
-        train_freq=256,
-        gradient_steps=128,
-        exploration_fraction=0.16 * 50_000 / args.budget,  # the same 8000 decay steps at any budget
-        exploration_final_eps=0.04,
-        policy_kwargs={"net_arch": [256, 256]},
+        learning_rate=PRESET["learning_rate"],
+        batch_size=PRESET["batch_size"],
+        buffer_size=CARTPOLE["replay_capacity"],
+        learning_starts=PRESET["learning_starts"],
+        gamma=CARTPOLE["gamma"],
+        target_update_interval=PRESET["target_update_interval"],
+        train_freq=PRESET["train_frequency"],
+        gradient_steps=PRESET["gradient_steps"],
+        exploration_fraction=PRESET["epsilon_decay_steps"] / args.budget,  # the same decay steps at any budget
+        exploration_final_eps=PRESET["epsilon_end"],
+        policy_kwargs={"net_arch": list(PRESET["mlp_hidden_sizes"])},
         seed=args.seed,
         device="cpu",
     )

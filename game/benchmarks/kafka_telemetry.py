@@ -4,8 +4,8 @@
 
 Starts a real broker (borg_harness), then prints:
 - the bare environment step time of CartPole-v1 and of the preprocessed ALE/Pong-v5 stack;
-- the cost of one training-log record (TrainingLog.record: timestamp, dict, JSON, produce)
-  into a KafkaSink, with the broker up and with it stopped;
+- the cost of one training-log record (TrainingLog.write: timestamp, dict, JSON, produce)
+  into a KafkaJsonProducer, with the broker up and with it stopped;
 - records per environment step (one per episode, one per train_frequency *
   train_log_interval steps) and so the telemetry overhead as a share of the step time;
 - the messages/s the sink sustains end to end (emit as fast as possible until delivered).
@@ -17,16 +17,15 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Any
 
 import numpy as np
+from borg_common.kafka_producer import KafkaJsonProducer
 from borg_harness.kafka_broker import KafkaBroker
 from loguru import logger
 
 from borg_game.envs import make_env
-from borg_game.kafka_sink import KafkaSink
 from borg_game.settings import load_settings
-from borg_game.telemetry import TrainingLog
+from borg_game.telemetry import EpisodeRecord, TrainingLog, TrainRecord
 
 
 def env_profile(env_id: str, steps: int) -> tuple[float, float]:
@@ -49,23 +48,24 @@ def env_profile(env_id: str, steps: int) -> tuple[float, float]:
 
 
 def record_cost(log: TrainingLog, records: int) -> float:
-    """Seconds per TrainingLog.record of a realistic episode record (median of 5 rounds)."""
-    fields: dict[str, Any] = {
-        "env_id": "ALE/Pong-v5",
-        "episode": 1,
-        "episode_return": -21.0,
-        "episode_length": 812,
-        "epsilon": 0.5,
-        "agent_step": 100_000,
-        "hive_step": 400_000,
-        "steps_per_second": 850.0,
-    }
+    """Seconds per TrainingLog.write of a realistic episode record, made in the loop as the
+    agent makes it (median of 5 rounds)."""
     rounds = []
     for _ in range(5):
         started = time.perf_counter()
         for index in range(records // 5):
-            fields["episode"] = index
-            log.record("episode", **fields)
+            log.write(
+                EpisodeRecord(
+                    env_id="ALE/Pong-v5",
+                    episode=index,
+                    episode_return=-21.0,
+                    episode_length=812,
+                    epsilon=0.5,
+                    agent_step=100_000,
+                    hive_step=400_000,
+                    steps_per_second=850.0,
+                )
+            )
         rounds.append((time.perf_counter() - started) / (records // 5))
     return statistics.median(rounds)
 
@@ -87,28 +87,50 @@ def main() -> int:
 
     with KafkaBroker() as broker:
         baseline = record_cost(TrainingLog("bench", "agent-0", []), args.records)
-        sink = KafkaSink(
-            broker.bootstrap_servers, "bench_training_log", key="agent-0", linger_ms=defaults.kafka_linger_ms
+        sink = KafkaJsonProducer(
+            broker.bootstrap_servers,
+            "bench_training_log",
+            key="agent-0",
+            kind="training-log",
+            linger_ms=defaults.kafka_linger_ms,
         )
         up = record_cost(TrainingLog("bench", "agent-0", [sink]), args.records)
         sink.close()
 
-        throughput_sink = KafkaSink(broker.bootstrap_servers, "bench_throughput", key="agent-0", flush_timeout=60)
+        throughput_sink = KafkaJsonProducer(
+            broker.bootstrap_servers, "bench_throughput", key="agent-0", kind="training-log", flush_timeout=60
+        )
         log = TrainingLog("bench", "agent-0", [throughput_sink])
         started = time.perf_counter()
         for index in range(args.records * 5):
-            log.record("train", update=index, agent_step=index, loss=0.1, mean_q=1.0, grad_norm=0.5)
+            log.write(
+                TrainRecord(
+                    update=index,
+                    agent_step=index,
+                    loss=0.1,
+                    mean_q=1.0,
+                    grad_norm=0.5,
+                    learning_rate=1e-4,
+                    replay_sample_age_seconds=2.0,
+                    replay_size=100_000,
+                    dropped_transitions=0,
+                    push_errors=0,
+                    corrupt_entries=0,
+                )
+            )
         throughput_sink.close()
         sustained = throughput_sink.counters.delivered / (time.perf_counter() - started)
 
-        down_sink = KafkaSink(broker.bootstrap_servers, "bench_outage", key="agent-0", flush_timeout=0.1)
+        down_sink = KafkaJsonProducer(
+            broker.bootstrap_servers, "bench_outage", key="agent-0", kind="training-log", flush_timeout=0.1
+        )
         broker.stop()
         down = record_cost(TrainingLog("bench", "agent-0", [down_sink]), args.records)
         down_sink.close()
 
-    print(f"record() without sinks        {baseline * 1e6:7.2f} us")
-    print(f"record() into Kafka, up       {up * 1e6:7.2f} us  (the sink's share: {(up - baseline) * 1e6:.2f} us)")
-    print(f"record() into Kafka, down     {down * 1e6:7.2f} us  (ratio down/up {down / up:.2f})")
+    print(f"write() without sinks        {baseline * 1e6:7.2f} us")
+    print(f"write() into Kafka, up       {up * 1e6:7.2f} us  (the sink's share: {(up - baseline) * 1e6:.2f} us)")
+    print(f"write() into Kafka, down     {down * 1e6:7.2f} us  (ratio down/up {down / up:.2f})")
     print(f"sustained, emit to delivered  {sustained:,.0f} messages/s")
     for env_id, (step_seconds, episode_length) in envs.items():
         per_step = 1 / episode_length + train_records_per_step

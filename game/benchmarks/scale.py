@@ -48,12 +48,12 @@ import redis
 from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
 
-from borg_game.codec import TransitionCodec
 from borg_game.redis_access import open_read_replica
 from borg_game.redis_server import EmbeddedRedis
-from borg_game.replay import MirrorSampler, ReplayWriter
+from borg_game.replay_memory import build_replay_memory
+from borg_game.settings import load_settings
 
-KEY, COUNTER = "transitions", "transitions:pushed"
+COUNTER = "transitions:pushed"  # the agents' default CONFIG_push_counter_key
 PASSWORD = "bench-scale"
 # A primary's main thread is one core; past this share of it, latency climbs steeply.
 CPU_BUDGET = 0.8
@@ -79,8 +79,10 @@ def simulated_agent(
     logger.add(sys.stderr, level="ERROR")
     primary = redis.Redis.from_url(primary_url)
     reads = primary if read_url == primary_url else open_read_replica(read_url)
-    writer = ReplayWriter(primary, KEY, COUNTER, capacity)
-    mirror = MirrorSampler(reads, KEY, COUNTER, capacity, TransitionCodec())
+    # The agent's own builder and defaults (batches of 64, queue 10k, the mirror), pulls on `reads`.
+    settings = load_settings({"CONFIG_replay_capacity": str(capacity)}, env_file=None)
+    memory = build_replay_memory(settings, primary, reads)
+    writer, mirror = memory.writer, memory.sampler
     ready.put(index)
     go.wait()
     started = next_sync = time.perf_counter()

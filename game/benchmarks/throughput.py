@@ -33,7 +33,7 @@ in a few minutes on 2 cores. What each number is:
   the bare env and SB3's loop before learning_starts); *_schedule the default epsilon
   schedule from step 0; *_greedy epsilon 0.01 (a Q-network forward pass nearly every step).
   sb3_sps_no_learning: Stable-Baselines3's DQN loop on the same env before learning_starts.
-- telemetry_overhead_pct: the no-learning loop with the real KafkaSink on a real broker versus
+- telemetry_overhead_pct: the no-learning loop with the real Kafka producer on a real broker versus
   no sink, in alternating pairs. The A/B medians (telemetry_ab_wall_pct, _cpu_pct) carry the
   machine's noise (several % on a shared 2-core box); telemetry_overhead_pct is the accounted
   cost over the same runs: time play spent inside the sink's emit plus all CPU time of the
@@ -64,14 +64,18 @@ from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
 
 from borg_game import transition_pb2 as pb
-from borg_game.__main__ import build_writer
 from borg_game.agent import AgentServices, run_agent
+from borg_game.callbacks import AgentCallback
 from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
+from borg_game.direct_sampler import DirectSampler
 from borg_game.envs import make_env
+from borg_game.mirror import MirrorSampler
 from borg_game.redis_server import EmbeddedRedis
-from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_transaction
+from borg_game.replay_memory import build_replay_memory
+from borg_game.replay_writer import ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
-from borg_game.telemetry import Sink, StatusBoard, TrainingLog
+from borg_game.status import AgentStatus, StatusBoard
+from borg_game.telemetry import Sink, TrainingLog, kafka_sink
 
 KEY, COUNTER = "transitions", "transitions:pushed"
 REFERENCE_KEY = "reference_transitions"
@@ -437,17 +441,15 @@ def bench_insert(args: argparse.Namespace, pong: PongTransitions, redis_url: str
 # --- section: agent --------------------------------------------------------------------
 
 
-class LoopClock(StatusBoard):
-    """A real StatusBoard that also notes when each report was made: the loop's own clock."""
+class LoopClock(AgentCallback):
+    """A loop callback that notes when each status report was made: the loop's own clock."""
 
-    def __init__(self, client: redis.Redis, run_id: str, agent_id: str) -> None:
-        super().__init__(client, run_id, agent_id)
+    def __init__(self) -> None:
         self.marks: list[tuple[float, float, int]] = []  # (wall, process CPU, step)
 
-    def publish(self, status: dict[str, Any]) -> None:
-        """Note the time and step, then publish as the agent always does."""
-        self.marks.append((time.perf_counter(), time.process_time(), int(status["step"])))
-        super().publish(status)
+    def on_report(self, status: AgentStatus) -> None:
+        """Note the time and step (the agent's status board publishes next, as it always does)."""
+        self.marks.append((time.perf_counter(), time.process_time(), status.step))
 
     def rates(self, after_step: int = 0) -> tuple[float, float]:
         """Steps/s and CPU seconds per step between the first and last report after `after_step`."""
@@ -515,16 +517,20 @@ def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int =
     """One run of the real agent loop with a real writer and mirror on the real Redis."""
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(settings.replay_key, settings.push_counter_key)
-    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    writer = build_writer(settings, client)
-    sampler = MirrorSampler(client, settings.replay_key, settings.push_counter_key, settings.replay_capacity, codec)
-    clock = LoopClock(client, settings.run_id, "bench-agent")
+    memory = build_replay_memory(settings, client)
+    clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
-    log = TrainingLog(settings.run_id, "bench-agent", list(timed))
+    services = AgentServices(
+        codec=memory.codec,
+        writer=memory.writer,
+        sampler=memory.sampler,
+        training_log=TrainingLog(settings.run_id, "bench-agent", list(timed)),
+        callbacks=[clock, StatusBoard(client, settings.run_id, "bench-agent")],
+    )
     try:
-        run_agent(settings, "bench-agent", AgentServices(writer, sampler, log, clock), threading.Event())
+        run_agent(settings, "bench-agent", services, threading.Event())
     finally:
-        writer.close()
+        memory.writer.close()
     steps_per_second, cpu_per_step = clock.rates(after_step)
     loop_seconds = clock.marks[-1][0] - clock.marks[0][0]
     client.close()
@@ -633,8 +639,6 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
     settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.telemetry_steps)
     try:
         from borg_harness.kafka_broker import KafkaBroker
-
-        from borg_game.kafka_sink import KafkaSink
     except ImportError as error:
         print(f"  no Kafka sink or harness ({error}): measuring the JSON-lines sink instead")
         return _telemetry_pairs(args, settings, lambda: _json_lines_sink(model_store), "JsonLinesSink")
@@ -643,19 +647,9 @@ def bench_telemetry(args: argparse.Namespace, redis_url: str, model_store: Path)
         broker.create_topics([settings.training_log_topic])
 
         def kafka() -> Sink:
-            return KafkaSink(
-                broker.bootstrap_servers,
-                settings.training_log_topic,
-                key="bench-agent",
-                buffer_messages=settings.kafka_buffer_messages,
-                message_timeout=settings.kafka_message_timeout,
-                linger_ms=settings.kafka_linger_ms,
-                compression=settings.kafka_compression,
-                flush_timeout=settings.kafka_flush_timeout,
-                client_id="borg-bench",
-            )
+            return kafka_sink(broker.bootstrap_servers, settings, "bench-agent")
 
-        return _telemetry_pairs(args, settings, kafka, "KafkaSink", broker.pid)
+        return _telemetry_pairs(args, settings, kafka, "KafkaJsonProducer", broker.pid)
 
 
 def _json_lines_sink(folder: Path) -> Sink:

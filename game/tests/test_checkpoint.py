@@ -9,15 +9,21 @@ import pytest
 import torch
 
 from borg_game.checkpoint import (
+    AgentState,
+    Checkpointer,
     CheckpointMismatchError,
     atomic_torch_save,
     checkpoint_path,
+    compatibility_of,
     list_checkpoints,
     load_newest,
     prune_checkpoints,
 )
+from borg_game.ddqn import linear_epsilon
+from borg_game.learner import DoubleDQNLearner
 from borg_game.redis_server import EmbeddedRedis
 from tests.conftest import spawn_agent
+from tests.test_learner import NUM_ACTIONS, OBSERVATION_SHAPE, fixed_batch, learner_settings
 
 COMPAT = {"env_id": "CartPole-v1", "observation_shape": [4], "num_actions": 2, "mlp_hidden_sizes": [8]}
 
@@ -112,3 +118,36 @@ def test_sigterm_writes_a_checkpoint_and_a_restart_continues_from_it(tmp_path: P
         adam_steps = [state["step"] for state in second["optimizer"]["state"].values()]
         first_adam_steps = [state["step"] for state in first["optimizer"]["state"].values()]
         assert adam_steps[0] > first_adam_steps[0]
+
+
+def test_save_then_resume_restores_counters_epsilon_weights_and_optimizer(tmp_path: Path) -> None:
+    settings = learner_settings(model_store=str(tmp_path), epsilon_decay_steps="10000")
+    compatibility = compatibility_of(settings, OBSERVATION_SHAPE, NUM_ACTIONS)
+    torch.manual_seed(1)
+    trained = DoubleDQNLearner(OBSERVATION_SHAPE, NUM_ACTIONS, settings, torch.device("cpu"))
+    for _ in range(5):
+        trained.update(fixed_batch())  # Adam's moments and step counts: state worth restoring
+    trained.update_target()
+    state = AgentState(step=1_234, episode=7, updates=5, best_eval=42.5)
+    epsilon = linear_epsilon(state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps)
+    Checkpointer(settings, "agent-0", compatibility).save(trained, state, epsilon)
+
+    torch.manual_seed(2)
+    fresh = DoubleDQNLearner(OBSERVATION_SHAPE, NUM_ACTIONS, settings, torch.device("cpu"))
+    resumed = Checkpointer(settings, "agent-1", compatibility).resume(fresh)
+
+    assert resumed == state
+    saved = load_newest(tmp_path, compatibility)
+    assert saved is not None and saved["epsilon"] == epsilon
+    assert linear_epsilon(resumed.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps) == (
+        epsilon
+    )
+    for network in ("q_network", "target_network"):
+        before, after = getattr(trained, network).state_dict(), getattr(fresh, network).state_dict()
+        assert all(torch.equal(before[name], after[name]) for name in before), network
+    optimizer_before, optimizer_after = trained.optimizer.state_dict(), fresh.optimizer.state_dict()
+    assert optimizer_before["param_groups"] == optimizer_after["param_groups"]
+    assert optimizer_before["state"].keys() == optimizer_after["state"].keys()
+    for index, moments in optimizer_before["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(value, optimizer_after["state"][index][name]), (index, name)

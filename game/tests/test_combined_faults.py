@@ -216,7 +216,14 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
 
         wait_for(lambda: pushed() > pushed_after_restart + 500, 90, "pushes to resume", processes)
         pushed_later = pushed()
-        time.sleep(3)  # a few more monitor readings and training-log records through the restored broker
+        # A monitor reading taken after the restart, through the restored broker.
+        consume(
+            broker.bootstrap_servers,
+            lambda messages: any(
+                epoch(message["timestamp"]) > restarted and message["push_counter"] > pushed_after_restart
+                for message in messages["memory_monitoring"]
+            ),
+        )
         client.close()
         assert all(process.poll() is None for process in processes), "a process died after the outage"
     finally:

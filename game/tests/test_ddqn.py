@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from borg_game.ddqn import double_dqn_targets, linear_epsilon, plain_dqn_targets, td_loss
+from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss
 
 
 def test_double_dqn_target_on_a_hand_computed_batch() -> None:
@@ -18,8 +18,8 @@ def test_double_dqn_target_on_a_hand_computed_batch() -> None:
     # row 1: a' = 2 (online), Q_target(s', 2) = 0.5 -> 0 + 0.5 * 0.5 = 0.25
     # row 2: terminal -> -1
     assert targets.tolist() == pytest.approx([2.0, 0.25, -1.0])
-    # Plain DQN takes the target net's max: 1 + 0.5 * 4 = 3.0 and 0.5 * 6 = 3.0.
-    plain = plain_dqn_targets(rewards, terminated, next_q_target, gamma)
+    # Plain DQN (Mnih et al., 2015) takes the target net's max: 1 + 0.5 * 4 = 3.0 and 0.5 * 6 = 3.0.
+    plain = rewards + gamma * (1.0 - terminated) * next_q_target.max(dim=1).values
     assert plain.tolist() == pytest.approx([3.0, 3.0, -1.0])
     assert not torch.allclose(targets, plain)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -120,26 +119,63 @@ def test_redis_out_of_memory_is_reported_and_pushing_recovers(tmp_path: Path) ->
     assert "Traceback" not in output
 
 
-def test_sigkill_during_checkpoint_saves_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    rng = random.Random(0)
-    with EmbeddedRedis() as server:
-        settings = {**QUICK_CARTPOLE, "redis_url": server.url, "checkpoint_interval": 100, "checkpoint_keep": 2}
-        for _ in range(4):
-            agent = spawn_agent(tmp_path, total_steps=10_000_000, **settings)
-            time.sleep(4.0 + rng.random() * 2.0)  # saves happen every 100 steps: likely mid-save
+def newest_checkpoint_step(store: Path) -> int:
+    """The step of the newest complete checkpoint in `store` (0: none yet), from its name."""
+    names = [path.stem for path in list_checkpoints(store)]
+    return max((int(name.rsplit("-", 1)[1]) for name in names), default=0)
+
+
+def kill_mid_save(agent: subprocess.Popen[str], store: Path, after_step: int, timeout: float = 180.0) -> bool:
+    """SIGKILL the agent once it has saved a checkpoint past `after_step`: at the first moment a
+    save is seen in progress (a temp file), else right after the next save completes.
+
+    Waits for files, never for a time: a slow start-up (torch import, first update) only makes
+    it wait longer. Returns whether the kill hit a save in progress.
+    """
+    deadline = time.monotonic() + timeout
+    while newest_checkpoint_step(store) <= after_step:
+        assert agent.poll() is None, "the agent exited before its first checkpoint"
+        assert time.monotonic() < deadline, f"no checkpoint past step {after_step} within {timeout:.0f}s"
+        time.sleep(0.05)
+    saved = newest_checkpoint_step(store)
+    while True:
+        assert time.monotonic() < deadline, f"no checkpoint past step {saved} within {timeout:.0f}s"
+        mid_save = any(path.name.startswith(".tmp-") for path in store.iterdir())
+        if mid_save or newest_checkpoint_step(store) > saved:
             agent.kill()
             agent.wait()
-            newest = load_newest(tmp_path / "models", {})
+            return mid_save
+        time.sleep(0.002)  # a save of this small network takes milliseconds
+
+
+def test_sigkill_during_checkpoint_saves_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    store = tmp_path / "models"
+    with EmbeddedRedis() as server:
+        settings = {**QUICK_CARTPOLE, "redis_url": server.url, "checkpoint_interval": 100, "checkpoint_keep": 2}
+        resumed_at = 0
+        for _ in range(4):
+            agent = spawn_agent(tmp_path, total_steps=10_000_000, **settings)
+            try:
+                mid_save = kill_mid_save(agent, store, after_step=resumed_at)
+            finally:
+                if agent.poll() is None:
+                    agent.kill()
+                    agent.wait()
+            newest = load_newest(store, {})
             assert newest is not None
-            leftovers = [path for path in (tmp_path / "models").iterdir() if path.name.startswith(".tmp-")]
+            leftovers = [path for path in store.iterdir() if path.name.startswith(".tmp-")]
             # Whatever a kill left behind, the newest real checkpoint loads in full.
             assert torch.load(newest["path"], weights_only=True)["step"] == newest["step"]
             restarted = spawn_agent(tmp_path, total_steps=newest["step"] + 50, **settings)
             output, _ = restarted.communicate(timeout=120)
             assert restarted.returncode == 0, output
             assert f"starting at step {newest['step']}" in output
-            print(f"killed; resumed at {newest['step']}; temp files left by the kill: {len(leftovers)}")
-        assert len(list_checkpoints(tmp_path / "models")) >= 1
+            resumed_at = newest_checkpoint_step(store)
+            print(
+                f"killed {'mid-save' if mid_save else 'between saves'}; resumed at {newest['step']}; "
+                f"temp files left by the kill: {len(leftovers)}"
+            )
+        assert len(list_checkpoints(store)) >= 1
 
 
 def test_password_protected_redis_is_refused_with_a_clear_message(tmp_path: Path) -> None:

@@ -18,23 +18,8 @@ from borg_game import transition_pb2 as pb
 from borg_game.checkpoint import list_checkpoints
 from tests.conftest import agent_environment
 
-# SB3 rl-zoo's DQN hyperparameters for CartPole-v1 (net [256, 256]).
-CARTPOLE = {
-    "env_id": "CartPole-v1",
-    "learning_rate": 2.3e-3,
-    "batch_size": 64,
-    "learning_starts": 1000,
-    "train_frequency": 256,
-    "gradient_steps": 128,
-    "target_update_interval": 10,
-    "epsilon_decay_steps": 8000,
-    "epsilon_end": 0.04,
-    "mlp_hidden_sizes": "256,256",
-    "clip_rewards": "false",
-    "eval_episodes": 10,
-    "eval_epsilon": 0.0,
-    "seed": 1,
-}
+# CartPole-v1 runs with its preset (SB3 rl-zoo's DQN hyperparameters, borg_game.settings.ENV_PRESETS).
+CARTPOLE = {"env_id": "CartPole-v1", "seed": 1}
 
 
 def run_hive(tmp_path: Path, agents: int, timeout: float, **settings: object) -> subprocess.CompletedProcess[str]:

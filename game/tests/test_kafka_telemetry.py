@@ -20,16 +20,17 @@ from typing import Any
 
 import jsonschema
 import pytest
+from borg_common.kafka_producer import KafkaJsonProducer, encode_message
 from borg_harness.kafka_broker import KafkaBroker
 from confluent_kafka import Consumer, KafkaError
 
-from borg_game.kafka_sink import KafkaSink, encode_message
 from borg_game.redis_server import EmbeddedRedis, free_port
 from tests.conftest import REPO_ROOT, agent_environment
 
 SCHEMA_PATH = REPO_ROOT / "schemas" / "training_log.schema.json"
 SINK_COUNTERS = re.compile(
-    r"training log to Kafka: sent (\d+), delivered (\d+), failed (\d+), dropped (\d+), undelivered at exit (\d+)"
+    r"training-log messages to Kafka: sent (\d+), delivered (\d+), failed (\d+), dropped (\d+), "
+    r"undelivered at exit (\d+)"
 )
 
 
@@ -292,7 +293,9 @@ def test_without_kafka_settings_confluent_kafka_is_never_imported(tmp_path: Path
 
 def test_sink_delivers_and_counts_in_process(kafka_broker: KafkaBroker) -> None:
     topic = f"sink_{uuid.uuid4().hex[:8]}"
-    sink = KafkaSink(kafka_broker.bootstrap_servers, topic, key="agent-0", linger_ms=5, flush_timeout=10)
+    sink = KafkaJsonProducer(
+        kafka_broker.bootstrap_servers, topic, key="agent-0", kind="training-log", linger_ms=5, flush_timeout=10
+    )
     for index in range(500):
         sink.emit({"type": "train", "update": index, "loss": math.nan if index == 7 else 0.5})
     sink.close()
@@ -309,7 +312,14 @@ def test_encode_message_writes_strict_json() -> None:
 
 
 def test_sink_bounds_its_buffer_and_its_wait_when_kafka_is_gone() -> None:
-    sink = KafkaSink(f"127.0.0.1:{free_port()}", "training_log", key="agent-0", buffer_messages=3, flush_timeout=0.5)
+    sink = KafkaJsonProducer(
+        f"127.0.0.1:{free_port()}",
+        "training_log",
+        key="agent-0",
+        kind="training-log",
+        buffer_messages=3,
+        flush_timeout=0.5,
+    )
     for index in range(10):
         sink.emit({"type": "episode", "episode": index})
     started = time.monotonic()

@@ -14,10 +14,11 @@ import pytest
 import redis
 
 from borg_game.codec import TransitionCodec
+from borg_game.mirror import MirrorSampler
 from borg_game.pull_script import PullScript
 from borg_game.redis_access import RedisRefusedError, open_read_replica
 from borg_game.redis_server import EmbeddedRedis, free_port
-from borg_game.replay import MirrorSampler, ReplayWriter
+from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import SettingsError, load_settings
 from tests.conftest import spawn_agent
 from tests.test_replay_redis import COUNTER, KEY, drain, mirror_rows, vector_transition

@@ -6,11 +6,15 @@ import multiprocessing
 import time
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import redis
+from loguru import logger
 
 from borg_game.codec import Transition, TransitionCodec
-from borg_game.replay import DirectSampler, MirrorSampler, ReplayWriter, push_transaction
+from borg_game.direct_sampler import DirectSampler
+from borg_game.mirror import MirrorSampler
+from borg_game.replay_writer import ReplayWriter, push_transaction
 
 KEY, COUNTER = "transitions", "transitions:pushed"
 
@@ -267,3 +271,58 @@ def test_corrupt_entries_are_skipped_and_counted(redis_client: redis.Redis, mode
         assert sampler.corrupt_entries == 3 and sampler.size() == 40
     else:
         assert sampler.corrupt_entries >= 1
+
+
+def test_skipped_entries_are_counted_each_but_logged_at_most_once_per_interval(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    foreign = [b"\xff" * 50] * 5_000
+    pipeline = redis_client.pipeline(transaction=True)
+    push_transaction(pipeline, KEY, COUNTER, 10_000, foreign)
+    pipeline.execute()
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING", format="{message}")
+    try:
+        mirror = MirrorSampler(redis_client, KEY, COUNTER, 10_000, codec)
+        assert mirror.sync()
+    finally:
+        logger.remove(sink)
+    assert mirror.corrupt_entries == 5_000
+    assert len(lines) == 1 and "skipped a replay entry on pull (1 so far)" in lines[0]
+
+
+class RecordingIndexSampler:
+    """Uniform draws that remember which slots the mirror reported as written."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[int, int, int]] = []
+
+    def added(self, first_slot: int, count: int, capacity: int) -> None:
+        self.written.append((first_slot, count, capacity))
+
+    def sample(self, size: int, batch_size: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        return np.arange(batch_size, dtype=np.int64)
+
+
+def test_the_mirror_tells_its_index_sampler_which_slots_a_pull_wrote_and_draws_its_rows(
+    redis_client: redis.Redis,
+) -> None:
+    codec = TransitionCodec()
+    writer = ReplayWriter(redis_client, KEY, COUNTER, 1000)
+    index_sampler = RecordingIndexSampler()
+    # Pulls may go to another connection than pushes (a read replica); here a second client.
+    pull_client = redis.Redis(connection_pool=redis.ConnectionPool(**redis_client.connection_pool.connection_kwargs))
+    mirror = MirrorSampler(pull_client, KEY, COUNTER, 8, codec, index_sampler=index_sampler)
+    for step in range(5):
+        writer.add(codec.encode(vector_transition("a", step)))
+    drain(writer, 5)
+    assert mirror.sync()
+    for step in range(5, 11):
+        writer.add(codec.encode(vector_transition("a", step)))
+    drain(writer, 11)
+    writer.close()
+    assert mirror.sync()
+    assert index_sampler.written == [(0, 5, 8), (5, 6, 8)]  # the second pull wraps the ring of 8
+    batch = mirror.sample(3, np.random.default_rng(0))
+    assert batch is not None and batch.indices is not None
+    assert batch.indices.tolist() == [0, 1, 2]
+    assert batch.observations[:, 0].tolist() == [8.0, 9.0, 10.0]  # slots 0-2 now hold steps 8-10

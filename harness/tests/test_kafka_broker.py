@@ -6,12 +6,13 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import KafkaError, Message, Producer
 
-from borg_harness.kafka_broker import KafkaBroker
+from borg_harness.kafka_broker import DEFAULT_KAFKA_VERSION, KafkaBroker, _is_complete
 
 TOPIC = "borg-harness-test"
 PAYLOADS = [b"transition-0", b"transition-1", b"transition-2"]
@@ -110,3 +111,14 @@ def test_close_removes_owned_data_dir() -> None:
     assert (broker.log_dir / "meta.properties").is_file()
     broker.close()
     assert not data_dir.exists()
+
+
+def test_a_jar_cache_from_before_the_tools_jar_counts_as_incomplete(tmp_path: Path) -> None:
+    # The Docker stand-in of the Kafka image runs kafka-tools (TopicCommand): a cache made by
+    # the older recipe, without it, is fetched again rather than used.
+    version = DEFAULT_KAFKA_VERSION
+    older = [f"kafka_2.13-{version}.jar", "log4j-slf4j-impl-2.25.4.jar"]
+    (tmp_path / ".complete").write_text("\n".join(older) + "\n")
+    assert not _is_complete(tmp_path, version)
+    (tmp_path / ".complete").write_text("\n".join([*older, f"kafka-tools-{version}.jar"]) + "\n")
+    assert _is_complete(tmp_path, version)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from borg_monitor.__main__ import retry_delay
 from borg_monitor.messages import bytes_per_transition, console_line, insert_rate, memory_message
+from borg_monitor.polling import reading_backoff
 from borg_monitor.redis_probe import RedisReading
 from tests.conftest import schema_errors
 
@@ -49,7 +49,11 @@ def test_messages_follow_the_schema(memory_schema: jsonschema.Draft202012Validat
     assert schema_errors(memory_schema, {key: value for key, value in first.items() if key != "insert_rate"}) != []
 
 
-def test_retry_delay_doubles_up_to_a_cap() -> None:
-    assert [retry_delay(1.0, failures) for failures in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
-    assert retry_delay(1.0, 50) == 30.0
-    assert retry_delay(60.0, 3) == 60.0  # never faster than the poll interval
+def test_retry_delay_doubles_from_the_poll_interval_up_to_a_cap() -> None:
+    backoff = reading_backoff(1.0)
+    assert [backoff.failed() for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    for _ in range(50):
+        backoff.failed()
+    assert backoff.delay() == 30.0
+    slow = reading_backoff(60.0)
+    assert [slow.failed() for _ in range(3)] == [60.0, 60.0, 60.0]  # never faster than the poll interval

@@ -5,10 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from borg_game import telemetry
+from borg_common.redis_keys import status_key
 from borg_game.redis_server import EmbeddedRedis, free_port
 
-from borg_monitor.redis_probe import STATUS_KEY_PREFIX, RedisProbe, connect
+from borg_monitor.redis_probe import RedisProbe, connect
 
 
 @pytest.fixture
@@ -45,14 +45,10 @@ def test_bytes_per_transition_is_close_to_the_entry_size(client: redis.Redis) ->
 
 
 def test_live_agents_are_the_runs_unexpired_status_keys(client: redis.Redis) -> None:
-    client.set("borg:status:run:agent-0", "{}", ex=30)
-    client.set("borg:status:run:agent-1", "{}", ex=30)
-    client.set("borg:status:other-run:agent-0", "{}", ex=30)
+    client.set(status_key("run", "agent-0"), "{}", ex=30)
+    client.set(status_key("run", "agent-1"), "{}", ex=30)
+    client.set(status_key("other-run", "agent-0"), "{}", ex=30)
     assert RedisProbe(client, "transitions", "transitions:pushed", "run").read().live_agents == 2
-
-
-def test_status_key_prefix_is_the_agents() -> None:
-    assert STATUS_KEY_PREFIX == telemetry.STATUS_KEY_PREFIX
 
 
 def test_an_unreachable_redis_raises_a_redis_error_at_once() -> None:

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from borg_game import settings as game_settings
 
-from borg_monitor.settings import SHARED_KEYS, MonitorSettings, SettingsError, env_example, load_settings
+from borg_monitor.settings import MonitorSettings, SettingsError, env_example, load_settings
 from tests.conftest import REPO_ROOT, monitor_environment
 
 
@@ -47,18 +46,6 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
 
 def test_every_field_is_documented() -> None:
     assert [name for name, info in MonitorSettings.model_fields.items() if not info.description] == []
-
-
-def test_shared_keys_have_the_game_agents_names_and_defaults() -> None:
-    game_fields = game_settings.Settings.model_fields
-    for name in SHARED_KEYS:
-        assert name in game_fields, f"CONFIG_{name} is not a game setting"
-        ours, theirs = MonitorSettings.model_fields[name], game_fields[name]
-        assert ours.get_default() == theirs.get_default(), name
-        assert ours.annotation == theirs.annotation, name
-        assert ours.description == theirs.description, name
-    own_keys = set(MonitorSettings.model_fields) - set(SHARED_KEYS)
-    assert own_keys == set(game_settings.MONITOR_ONLY_KEYS)
 
 
 def test_env_example_holds_the_monitor_block() -> None:

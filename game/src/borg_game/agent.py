@@ -1,141 +1,49 @@
 """One Double-DQN agent of the hive: it plays, shares every transition, learns from the hive.
 
-Read top to bottom: the learner (`DoubleDQNLearner`), then the loop that plays, pushes to
-the shared memory, trains, evaluates and checkpoints (`run_agent`).
+`run_agent` is the loop, read top to bottom as CleanRL's: act, store, learn, evaluate,
+checkpoint, report. Each step is a method of `Agent`, which holds what the loop works with;
+`AgentServices` is the I/O it talks to, built from settings by the entry point.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 import torch
 from loguru import logger
-from torch import nn
 
-from borg_game.checkpoint import (
-    CHECKPOINT_FORMAT,
-    atomic_torch_save,
-    checkpoint_path,
-    load_newest,
-    prune_checkpoints,
-)
+from borg_game.callbacks import AgentCallback
+from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import Transition, TransitionCodec
-from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss
+from borg_game.ddqn import linear_epsilon
 from borg_game.envs import make_env
-from borg_game.networks import build_q_network
-from borg_game.replay import ReplayBatch, ReplaySampler, ReplayWriter
+from borg_game.evaluation import evaluate
+from borg_game.learner import DoubleDQNLearner, select_device
+from borg_game.replay import ReplaySampler
+from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
-from borg_game.telemetry import StatusBoard, TrainingLog
-
-
-def select_device(preference: str) -> torch.device:
-    """CUDA when asked for or when `auto` finds it, else CPU."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (the envs are seeded at reset)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from borg_game.status import AgentStatus
+from borg_game.telemetry import EpisodeRecord, EvalRecord, TrainingLog, TrainRecord
 
 
 @dataclass
-class TrainStats:
-    """What one gradient update measured."""
+class AgentServices:
+    """The I/O the agent loop talks to, built in `main()` from settings."""
 
-    loss: float
-    mean_q: float
-    grad_norm: float
-    sample_age_seconds: float
-
-
-class DoubleDQNLearner:
-    """The online network, its target copy and the optimizer; `update` is one TD step."""
-
-    def __init__(
-        self, observation_shape: tuple[int, ...], num_actions: int, settings: Settings, device: torch.device
-    ) -> None:
-        self.settings = settings
-        self.device = device
-        self.q_network = build_q_network(observation_shape, num_actions, settings.mlp_hidden_sizes).to(device)
-        self.target_network = build_q_network(observation_shape, num_actions, settings.mlp_hidden_sizes).to(device)
-        self.target_network.load_state_dict(self.q_network.state_dict())
-        self.target_network.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=settings.learning_rate, eps=settings.adam_eps)
-
-    @torch.inference_mode()  # cheaper than no_grad: no version counters, no autograd bookkeeping
-    def greedy_action(self, observation: npt.NDArray[Any]) -> int:
-        """argmax_a Q(s, a) of the online network."""
-        tensor = torch.as_tensor(observation, device=self.device).unsqueeze(0)
-        return int(self.q_network(tensor).argmax(dim=1).item())
-
-    def update(self, batch: ReplayBatch) -> TrainStats:
-        """One gradient step of Double DQN on a minibatch of hive transitions."""
-        device = self.device
-        observations = torch.as_tensor(batch.observations, device=device)
-        next_observations = torch.as_tensor(batch.next_observations, device=device)
-        actions = torch.as_tensor(batch.actions, device=device)
-        rewards = torch.as_tensor(batch.rewards, device=device)
-        if self.settings.clip_rewards:
-            rewards = rewards.sign()  # learning sees sign(r); logged returns stay the real score
-        terminated = torch.as_tensor(batch.terminated, device=device)
-        with torch.no_grad():
-            # Online net chooses a' on s', target net evaluates it: the Double DQN target.
-            targets = double_dqn_targets(
-                rewards,
-                terminated,
-                next_q_online=self.q_network(next_observations),
-                next_q_target=self.target_network(next_observations),
-                gamma=self.settings.gamma,
-            )
-        q_values = self.q_network(observations)
-        loss = td_loss(q_values, actions, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        grad_norm = nn.utils.clip_grad_norm_(self.q_network.parameters(), self.settings.max_grad_norm)
-        self.optimizer.step()
-        age = (time.time_ns() - batch.timestamps_ns.astype(np.float64)).mean() / 1e9
-        return TrainStats(
-            loss=float(loss.item()),
-            mean_q=float(q_values.detach().mean().item()),
-            grad_norm=float(grad_norm.item()),
-            sample_age_seconds=float(age),
-        )
-
-    def update_target(self) -> None:
-        """Copy (tau = 1) or Polyak-average (tau < 1) the online weights into the target."""
-        tau = self.settings.tau
-        with torch.no_grad():
-            for target, online in zip(self.target_network.parameters(), self.q_network.parameters(), strict=True):
-                if tau >= 1.0:
-                    target.copy_(online)
-                else:
-                    target.lerp_(online, tau)
-
-
-@dataclass
-class AgentState:
-    """Counters that a checkpoint carries across restarts."""
-
-    step: int = 0
-    episode: int = 0
-    updates: int = 0
-    best_eval: float = -math.inf
+    codec: TransitionCodec
+    writer: ReplayWriter
+    sampler: ReplaySampler
+    training_log: TrainingLog
+    callbacks: Sequence[AgentCallback] = field(default_factory=list)
 
 
 @dataclass
@@ -146,314 +54,290 @@ class RunResult:
     episodes: int
     updates: int
     last_eval: float | None
-    evals: list[tuple[int, float]] = field(default_factory=list)
     checkpoint: Path | None = None
 
 
-def evaluate(
-    learner: DoubleDQNLearner,
-    env: gym.Env[Any, Any],
-    episodes: int,
-    epsilon: float,
-    rng: np.random.Generator,
-    seed: int,
-) -> list[float]:
-    """Play `episodes` episodes at `epsilon` and return their real scores."""
-    scores: list[float] = []
-    observation, _ = env.reset(seed=seed)
-    while len(scores) < episodes:
-        if rng.random() < epsilon:
-            action = int(rng.integers(env.action_space.n))  # type: ignore[attr-defined]
-        else:
-            action = learner.greedy_action(observation)
-        observation, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            scores.append(float(info["episode"]["r"]))
-            observation, _ = env.reset()
-    return scores
-
-
-def compatibility_of(settings: Settings, observation_shape: tuple[int, ...], num_actions: int) -> dict[str, Any]:
-    """What a checkpoint must match to be loaded into this agent."""
-    return {
-        "env_id": settings.env_id,
-        "observation_shape": list(observation_shape),
-        "num_actions": num_actions,
-        "mlp_hidden_sizes": list(settings.mlp_hidden_sizes),
-    }
-
-
-class Checkpointer:
-    """Writes this agent's checkpoints and best model into the shared model store."""
-
-    def __init__(self, settings: Settings, agent_id: str, compatibility: dict[str, Any]) -> None:
-        self.store = settings.model_store
-        self.agent_id = agent_id
-        self.keep = settings.checkpoint_keep
-        self.compatibility = compatibility
-        self.settings_dump = settings.public_dump()
-
-    def save(self, learner: DoubleDQNLearner, state: AgentState, epsilon: float) -> Path:
-        """Write a full checkpoint atomically and prune old ones."""
-        path = checkpoint_path(self.store, self.agent_id, state.step)
-        atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "model": learner.q_network.state_dict(),
-                "target": learner.target_network.state_dict(),
-                "optimizer": learner.optimizer.state_dict(),
-                "step": state.step,
-                "episode": state.episode,
-                "updates": state.updates,
-                "best_eval": state.best_eval,
-                "epsilon": epsilon,
-                "settings": self.settings_dump,
-                "compatibility": self.compatibility,
-            },
-            path,
-        )
-        prune_checkpoints(self.store, self.agent_id, self.keep)
-        return path
-
-    def save_best(self, learner: DoubleDQNLearner, state: AgentState, score: float) -> None:
-        """Keep the weights that scored best in evaluation."""
-        atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "model": learner.q_network.state_dict(),
-                "step": state.step,
-                "eval_score": score,
-                "settings": self.settings_dump,
-                "compatibility": self.compatibility,
-            },
-            self.store / f"best-{self.agent_id}.pt",
-        )
-
-    def resume(self, learner: DoubleDQNLearner) -> AgentState | None:
-        """Load the newest compatible checkpoint of the hive into `learner`."""
-        payload = load_newest(self.store, self.compatibility)
-        if payload is None:
-            return None
-        learner.q_network.load_state_dict(payload["model"])
-        learner.target_network.load_state_dict(payload["target"])
-        learner.optimizer.load_state_dict(payload["optimizer"])
-        logger.info("resumed from {} at step {} (epsilon {:.3f})", payload["path"], payload["step"], payload["epsilon"])
-        return AgentState(
-            step=int(payload["step"]),
-            episode=int(payload["episode"]),
-            updates=int(payload["updates"]),
-            best_eval=float(payload["best_eval"]),
-        )
-
-
-@dataclass
-class AgentServices:
-    """The I/O the agent loop talks to, built in `main()` from settings."""
-
-    writer: ReplayWriter
-    sampler: ReplaySampler
-    training_log: TrainingLog
-    status_board: StatusBoard | None = None
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (the envs are seeded at reset)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: threading.Event) -> RunResult:
     """Play and learn until `total_steps` or until `stop` is set; checkpoint on the way out."""
-    agent_index = settings.agent_index or 0
-    seed = settings.seed + agent_index
-    seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    device = select_device(settings.device)
-
-    env = make_env(settings.env_id, seed, settings.repeat_action_probability, settings.frame_stack, settings.noop_max)
-    eval_env = make_env(
-        settings.env_id, seed + 10_000, settings.repeat_action_probability, settings.frame_stack, settings.noop_max
-    )
-    observation_space = env.observation_space
-    assert observation_space.shape is not None
-    observation_shape = tuple(observation_space.shape)
-    num_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-
-    learner = DoubleDQNLearner(observation_shape, num_actions, settings, device)
-    checkpointer = Checkpointer(settings, agent_id, compatibility_of(settings, observation_shape, num_actions))
-    state = (checkpointer.resume(learner) if settings.resume else None) or AgentState()
-    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
-    log = services.training_log
-    logger.info(
-        "agent {} on {} ({} actions, observations {}), device {}, starting at step {}",
-        agent_id,
-        settings.env_id,
-        num_actions,
-        observation_shape,
-        device,
-        state.step,
-    )
-
-    def epsilon_at(step: int) -> float:
-        return linear_epsilon(step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps)
-
-    result = RunResult(steps=state.step, episodes=state.episode, updates=state.updates, last_eval=None)
-    recent_returns: deque[float] = deque(maxlen=100)
-    observation, _ = env.reset(seed=seed + state.episode)
-    episode_started = time.perf_counter()
-    train_rounds = 0
-    last_status = 0.0
-    steps_at_start = state.step
-    run_started = time.perf_counter()
-
-    while state.step < settings.total_steps and not stop.is_set():
-        epsilon = epsilon_at(state.step)
-        if rng.random() < epsilon:
-            action = int(rng.integers(num_actions))
-        else:
-            action = learner.greedy_action(observation)
-        next_observation, reward, terminated, truncated, info = env.step(action)
-        services.writer.add(
-            codec.encode(
-                Transition(
-                    state=observation,
-                    action=action,
-                    reward=float(reward),
-                    next_state=next_observation,
-                    terminated=bool(terminated),
-                    truncated=bool(truncated),
-                    agent_id=agent_id,
-                    episode=state.episode,
-                    step=state.step,
-                    timestamp_ns=time.time_ns(),
-                )
-            )
-        )
-        state.step += 1
-
+    agent = Agent(settings, agent_id, services)
+    observation = agent.reset()
+    while agent.state.step < settings.total_steps and not stop.is_set():
+        epsilon = agent.epsilon()
+        action = agent.act(observation, epsilon)
+        next_observation, reward, terminated, truncated, info = agent.env.step(action)
+        agent.store(observation, action, float(reward), next_observation, bool(terminated), bool(truncated))
         if terminated or truncated:
-            episode_return = float(info["episode"]["r"])
-            episode_length = int(info["episode"]["l"])
-            elapsed = time.perf_counter() - episode_started
-            recent_returns.append(episode_return)
-            state.episode += 1
-            log.record(
-                "episode",
-                env_id=settings.env_id,
-                episode=state.episode,
-                episode_return=episode_return,
-                episode_length=episode_length,
-                epsilon=epsilon,
-                agent_step=state.step,
-                hive_step=services.sampler.hive_pushed,
-                steps_per_second=episode_length / elapsed if elapsed > 0 else 0.0,
-            )
-            logger.info(
-                "episode {} return {:.1f} length {} epsilon {:.3f} step {}",
-                state.episode,
-                episode_return,
-                episode_length,
-                epsilon,
-                state.step,
-            )
-            observation, _ = env.reset()
-            episode_started = time.perf_counter()
+            agent.end_episode(info, epsilon)
+            observation, _ = agent.env.reset()
         else:
             observation = next_observation
+        agent.learn()
+        agent.evaluate()
+        agent.checkpoint()
+        agent.report(epsilon)
+    if stop.is_set():
+        logger.info("stop requested at step {}: writing a final checkpoint", agent.state.step)
+    return agent.finish()
 
-        if settings.learning and state.step >= settings.learning_starts and state.step % settings.train_frequency == 0:
-            if train_rounds % settings.mirror_sync_interval == 0:
-                services.sampler.sync()
-            train_rounds += 1
+
+class Agent:
+    """What the loop works with: envs, learner, checkpointer, counters; one method per step."""
+
+    def __init__(self, settings: Settings, agent_id: str, services: AgentServices) -> None:
+        self.settings = settings
+        self.agent_id = agent_id
+        self.services = services
+        self.seed = settings.seed + (settings.agent_index or 0)
+        seed_everything(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        self.env = make_env(
+            settings.env_id, self.seed, settings.repeat_action_probability, settings.frame_stack, settings.noop_max
+        )
+        self.eval_env = make_env(
+            settings.env_id,
+            self.seed + 10_000,
+            settings.repeat_action_probability,
+            settings.frame_stack,
+            settings.noop_max,
+        )
+        assert self.env.observation_space.shape is not None  # make_env checked: a Box
+        observation_shape = tuple(self.env.observation_space.shape)
+        self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]
+        device = select_device(settings.device)
+        self.learner = DoubleDQNLearner(observation_shape, self.num_actions, settings, device)
+        self.checkpointer = Checkpointer(
+            settings, agent_id, compatibility_of(settings, observation_shape, self.num_actions)
+        )
+        self.state = (self.checkpointer.resume(self.learner) if settings.resume else None) or AgentState()
+        self.result = RunResult(
+            steps=self.state.step, episodes=self.state.episode, updates=self.state.updates, last_eval=None
+        )
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.train_rounds = 0
+        self.last_report = 0.0
+        self.steps_at_start = self.state.step
+        self.started = self.episode_started = time.perf_counter()
+        logger.info(
+            "agent {} on {} ({} actions, observations {}), device {}, starting at step {}",
+            agent_id,
+            settings.env_id,
+            self.num_actions,
+            observation_shape,
+            device,
+            self.state.step,
+        )
+
+    def reset(self) -> npt.NDArray[Any]:
+        """The first observation of the run (seeded so a resumed agent plays a new episode)."""
+        observation, _ = self.env.reset(seed=self.seed + self.state.episode)
+        self.episode_started = time.perf_counter()
+        return np.asarray(observation)
+
+    def epsilon(self) -> float:
+        """The exploration rate at the current step."""
+        settings = self.settings
+        return linear_epsilon(
+            self.state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps
+        )
+
+    def act(self, observation: npt.NDArray[Any], epsilon: float) -> int:
+        """Epsilon-greedy: a random action with probability epsilon, else the greedy one."""
+        if self.rng.random() < epsilon:
+            return int(self.rng.integers(self.num_actions))
+        return self.learner.greedy_action(observation)
+
+    def store(
+        self,
+        observation: npt.NDArray[Any],
+        action: int,
+        reward: float,
+        next_observation: npt.NDArray[Any],
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Encode the transition and queue it for the hive's memory; count the step."""
+        transition = Transition(
+            state=observation,
+            action=action,
+            reward=reward,
+            next_state=next_observation,
+            terminated=terminated,
+            truncated=truncated,
+            agent_id=self.agent_id,
+            episode=self.state.episode,
+            step=self.state.step,
+            timestamp_ns=time.time_ns(),
+        )
+        self.services.writer.add(self.services.codec.encode(transition))
+        self.state.step += 1
+
+    def end_episode(self, info: dict[str, Any], epsilon: float) -> None:
+        """Log the finished episode with its real score."""
+        episode_return = float(info["episode"]["r"])
+        episode_length = int(info["episode"]["l"])
+        elapsed = time.perf_counter() - self.episode_started
+        self.recent_returns.append(episode_return)
+        self.state.episode += 1
+        record = EpisodeRecord(
+            env_id=self.settings.env_id,
+            episode=self.state.episode,
+            episode_return=episode_return,
+            episode_length=episode_length,
+            epsilon=epsilon,
+            agent_step=self.state.step,
+            hive_step=self.services.sampler.hive_pushed,
+            steps_per_second=episode_length / elapsed if elapsed > 0 else 0.0,
+        )
+        self.services.training_log.write(record)
+        for callback in self.services.callbacks:
+            callback.on_episode(record)
+        logger.info(
+            "episode {} return {:.1f} length {} epsilon {:.3f} step {}",
+            self.state.episode,
+            episode_return,
+            episode_length,
+            epsilon,
+            self.state.step,
+        )
+        self.episode_started = time.perf_counter()
+
+    def learn(self) -> None:
+        """Every train_frequency steps past learning_starts: sync the sampler, then gradient steps;
+        every target_update_interval steps: update the target network."""
+        settings, step = self.settings, self.state.step
+        if not settings.learning:
+            return
+        if step >= settings.learning_starts and step % settings.train_frequency == 0:
+            sampler = self.services.sampler
+            if self.train_rounds % settings.mirror_sync_interval == 0:
+                sampler.sync()
+            self.train_rounds += 1
             for _ in range(settings.gradient_steps):
-                batch = services.sampler.sample(settings.batch_size, rng)
+                batch = sampler.sample(settings.batch_size, self.rng)
                 if batch is None:  # too little in memory yet: play on, never pad a batch
                     break
-                stats = learner.update(batch)
-                state.updates += 1
-                if state.updates % settings.train_log_interval == 0:
-                    log.record(
-                        "train",
-                        update=state.updates,
-                        agent_step=state.step,
-                        loss=stats.loss,
-                        mean_q=stats.mean_q,
-                        grad_norm=stats.grad_norm,
-                        learning_rate=settings.learning_rate,
-                        replay_sample_age_seconds=stats.sample_age_seconds,
-                        replay_size=services.sampler.size(),
-                    )
+                stats = self.learner.update(batch)
+                self.state.updates += 1
+                if self.state.updates % settings.train_log_interval == 0:
+                    age = (time.time_ns() - batch.timestamps_ns.astype(np.float64)).mean() / 1e9
+                    self._log_train(stats.loss, stats.mean_q, stats.grad_norm, float(age))
+        if step % settings.target_update_interval == 0:
+            self.learner.update_target()
 
-        if settings.learning and state.step % settings.target_update_interval == 0:
-            learner.update_target()
+    def _log_train(self, loss: float, mean_q: float, grad_norm: float, sample_age_seconds: float) -> None:
+        writer, sampler = self.services.writer, self.services.sampler
+        record = TrainRecord(
+            update=self.state.updates,
+            agent_step=self.state.step,
+            loss=loss,
+            mean_q=mean_q,
+            grad_norm=grad_norm,
+            learning_rate=self.settings.learning_rate,
+            replay_sample_age_seconds=sample_age_seconds,
+            replay_size=sampler.size(),
+            dropped_transitions=writer.dropped,
+            push_errors=writer.push_errors,
+            corrupt_entries=sampler.corrupt_entries,
+        )
+        self.services.training_log.write(record)
+        for callback in self.services.callbacks:
+            callback.on_train(record)
 
-        if settings.eval_interval and state.step % settings.eval_interval == 0:
-            scores = evaluate(
-                learner, eval_env, settings.eval_episodes, settings.eval_epsilon, rng, seed + 10_000 + state.step
-            )
-            mean_score = float(np.mean(scores))
-            result.last_eval = mean_score
-            result.evals.append((state.step, mean_score))
-            log.record(
-                "eval",
-                env_id=settings.env_id,
-                agent_step=state.step,
-                eval_return_mean=mean_score,
-                eval_return_std=float(np.std(scores)),
-                eval_episodes=len(scores),
-                eval_epsilon=settings.eval_epsilon,
-                repeat_action_probability=settings.repeat_action_probability,
-            )
-            logger.info(
-                "evaluation at step {}: mean {:.1f} over {} episodes (epsilon {})",
-                state.step,
-                mean_score,
-                len(scores),
-                settings.eval_epsilon,
-            )
-            if mean_score > state.best_eval:
-                state.best_eval = mean_score
-                checkpointer.save_best(learner, state, mean_score)
+    def evaluate(self) -> None:
+        """Every eval_interval steps: play evaluation episodes, log them, keep the best model."""
+        settings, state = self.settings, self.state
+        if not settings.eval_interval or state.step % settings.eval_interval != 0:
+            return
+        scores = evaluate(
+            self.learner,
+            self.eval_env,
+            settings.eval_episodes,
+            settings.eval_epsilon,
+            self.rng,
+            self.seed + 10_000 + state.step,
+        )
+        mean_score = float(np.mean(scores))
+        self.result.last_eval = mean_score
+        record = EvalRecord(
+            env_id=settings.env_id,
+            agent_step=state.step,
+            eval_return_mean=mean_score,
+            eval_return_std=float(np.std(scores)),
+            eval_episodes=len(scores),
+            eval_epsilon=settings.eval_epsilon,
+            repeat_action_probability=settings.repeat_action_probability,
+        )
+        self.services.training_log.write(record)
+        for callback in self.services.callbacks:
+            callback.on_eval(record)
+        logger.info(
+            "evaluation at step {}: mean {:.1f} over {} episodes (epsilon {})",
+            state.step,
+            mean_score,
+            len(scores),
+            settings.eval_epsilon,
+        )
+        if mean_score > state.best_eval:
+            state.best_eval = mean_score
+            self.checkpointer.save_best(self.learner, state, mean_score)
 
-        if state.step % settings.checkpoint_interval == 0:
-            result.checkpoint = checkpointer.save(learner, state, epsilon_at(state.step))
+    def checkpoint(self, force: bool = False) -> None:
+        """Every checkpoint_interval steps (or when `force`d): write a checkpoint."""
+        if not force and self.state.step % self.settings.checkpoint_interval != 0:
+            return
+        path = self.checkpointer.save(self.learner, self.state, self.epsilon())
+        self.result.checkpoint = path
+        for callback in self.services.callbacks:
+            callback.on_checkpoint(path)
 
+    def report(self, epsilon: float) -> None:
+        """Every status_interval seconds: tell the callbacks (the status board among them) how it goes."""
         now = time.monotonic()
-        if services.status_board is not None and now - last_status > settings.status_interval:
-            last_status = now
-            services.status_board.publish(
-                {
-                    "agent_id": agent_id,
-                    "step": state.step,
-                    "episodes": state.episode,
-                    "last_return": recent_returns[-1] if recent_returns else None,
-                    "mean_return": float(np.mean(recent_returns)) if recent_returns else None,
-                    "steps_per_second": (state.step - steps_at_start) / max(1e-9, time.perf_counter() - run_started),
-                    "epsilon": epsilon,
-                    "replay_size": services.sampler.size(),
-                    "hive_pushed": services.sampler.hive_pushed,
-                    "last_eval": result.last_eval,
-                    "dropped": services.writer.dropped,
-                    "updated": time.time(),
-                }
-            )
+        if not self.services.callbacks or now - self.last_report <= self.settings.status_interval:
+            return
+        self.last_report = now
+        status = self.status(epsilon)
+        for callback in self.services.callbacks:
+            callback.on_report(status)
 
-    if stop.is_set():
-        logger.info("stop requested at step {}: writing a final checkpoint", state.step)
-    # Stopped by a signal or done: always leave a checkpoint of where we are.
-    result.checkpoint = checkpointer.save(learner, state, epsilon_at(state.step))
-    logger.info("checkpoint written to {} at step {}", result.checkpoint, state.step)
-    env.close()
-    eval_env.close()
-    result.steps, result.episodes, result.updates = state.step, state.episode, state.updates
-    return result
+    def status(self, epsilon: float) -> AgentStatus:
+        """The agent's progress now."""
+        writer, sampler, returns = self.services.writer, self.services.sampler, self.recent_returns
+        return AgentStatus(
+            agent_id=self.agent_id,
+            step=self.state.step,
+            episodes=self.state.episode,
+            last_return=returns[-1] if returns else None,
+            mean_return=float(np.mean(returns)) if returns else None,
+            steps_per_second=(self.state.step - self.steps_at_start) / max(1e-9, time.perf_counter() - self.started),
+            epsilon=epsilon,
+            replay_size=sampler.size(),
+            hive_pushed=sampler.hive_pushed,
+            last_eval=self.result.last_eval,
+            dropped=writer.dropped,
+            push_errors=writer.push_errors,
+            corrupt_entries=sampler.corrupt_entries,
+            updated=time.time(),
+        )
 
-
-def tensorboard_run_dir(settings: Settings, agent_id: str) -> Path | None:
-    """runs/{env}__{run_id}__{agent}__{seed}__{time}, CleanRL's naming."""
-    if settings.tensorboard_dir is None:
-        return None
-    env_name = settings.env_id.replace("/", "-")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return settings.tensorboard_dir / f"{env_name}__{settings.run_id}__{agent_id}__{settings.seed}__{stamp}"
-
-
-def default_hostname() -> str:
-    """This machine's (or container's) name, part of default agent ids."""
-    return socket.gethostname()
+    def finish(self) -> RunResult:
+        """Always leave a checkpoint of where we are; close the envs; the run's result."""
+        self.checkpoint(force=True)
+        logger.info("checkpoint written to {} at step {}", self.result.checkpoint, self.state.step)
+        self.env.close()
+        self.eval_env.close()
+        self.result.steps, self.result.episodes, self.result.updates = (
+            self.state.step,
+            self.state.episode,
+            self.state.updates,
+        )
+        return self.result

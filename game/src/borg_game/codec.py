@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,23 @@ class Transition:
     episode: int = 0
     step: int = 0
     timestamp_ns: int = 0
+
+
+class StoredTransition(NamedTuple):
+    """One stored entry as a replay store keeps it: scalars decoded, observations still compressed.
+
+    `compression` and `layout` are opaque to the store: it hands them back to `fill`/`fill_rows`.
+    """
+
+    spec: ObservationSpec
+    compression: int
+    layout: int
+    state_blob: bytes
+    next_state_blob: bytes
+    action: int
+    reward: float
+    terminated: bool
+    timestamp_ns: int
 
 
 class TransitionCodec:
@@ -106,6 +124,21 @@ class TransitionCodec:
         if message.schema_version != SCHEMA_VERSION:
             raise CorruptTransitionError(f"unknown schema_version {message.schema_version}")
         return message
+
+    def stored(self, data: bytes) -> StoredTransition:
+        """Parse stored bytes into a typed row, observations left compressed (the mirror's pull)."""
+        message = self.parse(data)
+        return StoredTransition(
+            self.spec(message),
+            message.codec,
+            message.next_state_layout,
+            message.state,
+            message.next_state,
+            message.action,
+            message.reward,
+            message.terminated,
+            message.timestamp_ns,
+        )
 
     def decode(self, data: bytes) -> Transition:
         """Decode stored bytes into arrays, bit-exact to what was encoded."""

@@ -40,11 +40,16 @@ class SettingsModels:
 
 def settings_models() -> SettingsModels:
     """Import the game's and the monitor's settings models (the only import of them here)."""
-    from borg_monitor.settings import SHARED_KEYS, MonitorSettings
+    from borg_common.settings import MonitorSettings, SharedSettings
 
     from borg_game.settings import ENV_PRESETS, Settings
 
-    return SettingsModels(game=Settings, monitor=MonitorSettings, shared_keys=SHARED_KEYS, env_presets=ENV_PRESETS)
+    return SettingsModels(
+        game=Settings,
+        monitor=MonitorSettings,
+        shared_keys=tuple(SharedSettings.model_fields),
+        env_presets=ENV_PRESETS,
+    )
 
 
 def type_text(annotation: Any) -> str:

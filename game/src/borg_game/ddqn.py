@@ -25,13 +25,6 @@ def double_dqn_targets(
     return rewards + gamma * (1.0 - terminated) * next_values
 
 
-def plain_dqn_targets(
-    rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: torch.Tensor, gamma: float
-) -> torch.Tensor:
-    """TD targets of plain DQN (Mnih et al., 2015), kept to show what Double DQN changes."""
-    return rewards + gamma * (1.0 - terminated) * next_q_target.max(dim=1).values
-
-
 def td_loss(q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Huber loss between Q(s, a) of the actions taken and their (constant) TD targets."""
     chosen_q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)

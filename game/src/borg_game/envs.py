@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 
 def is_atari(env_id: str) -> bool:
@@ -44,10 +43,3 @@ def make_env(
     if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape is None:
         raise ValueError(f"{env_id} has observation space {obs_space}; a Box is needed")
     return env
-
-
-def observation_dtype(env: gym.Env[Any, Any]) -> np.dtype[Any]:
-    """The dtype observations are stored with."""
-    space = env.observation_space
-    assert isinstance(space, gym.spaces.Box)
-    return np.dtype(space.dtype)

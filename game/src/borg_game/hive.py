@@ -28,7 +28,7 @@ from dotenv import dotenv_values
 from borg_game.redis_access import redis_problem
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.settings import SettingsError, load_settings
-from borg_game.telemetry import read_statuses
+from borg_game.status import AgentStatus, read_statuses
 
 _PR_SET_PDEATHSIG = 1
 
@@ -55,16 +55,16 @@ def _format(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def render_progress(statuses: list[dict[str, Any]], run_id: str, started: float) -> str:
+def render_progress(statuses: list[AgentStatus], run_id: str, started: float) -> str:
     """The console view: one hive line, then one line per agent."""
     elapsed = time.monotonic() - started
-    hive_steps = sum(int(status.get("step", 0)) for status in statuses)
-    speed = sum(float(status.get("steps_per_second", 0.0)) for status in statuses)
-    episodes = sum(int(status.get("episodes", 0)) for status in statuses)
-    means = [status["mean_return"] for status in statuses if status.get("mean_return") is not None]
+    hive_steps = sum(status.step for status in statuses)
+    speed = sum(status.steps_per_second for status in statuses)
+    episodes = sum(status.episodes for status in statuses)
+    means = [status.mean_return for status in statuses if status.mean_return is not None]
     hive_mean = sum(means) / len(means) if means else None
-    replay = max((int(status.get("replay_size", 0)) for status in statuses), default=0)
-    pushed = max((int(status.get("hive_pushed", 0)) for status in statuses), default=0)
+    replay = max((status.replay_size for status in statuses), default=0)
+    pushed = max((status.hive_pushed for status in statuses), default=0)
     lines = [
         f"[{time.strftime('%H:%M:%S', time.gmtime(elapsed))}] {run_id}: {len(statuses)} agents | "
         f"hive steps {hive_steps:,} | {speed:,.0f} steps/s | episodes {episodes:,} | "
@@ -72,20 +72,28 @@ def render_progress(statuses: list[dict[str, Any]], run_id: str, started: float)
     ]
     for status in statuses:
         lines.append(
-            f"  {status.get('agent_id', '?'):<12} step {int(status.get('step', 0)):>9,}  "
-            f"ep {int(status.get('episodes', 0)):>5}  last {_format(status.get('last_return'), '6.1f')}  "
-            f"mean100 {_format(status.get('mean_return'), '6.1f')}  eval {_format(status.get('last_eval'), '6.1f')}  "
-            f"{float(status.get('steps_per_second', 0.0)):6.0f} sps  eps {float(status.get('epsilon', 0.0)):.3f}"
-            + (f"  dropped {status['dropped']}" if status.get("dropped") else "")
+            f"  {status.agent_id:<12} step {status.step:>9,}  ep {status.episodes:>5}  "
+            f"last {_format(status.last_return, '6.1f')}  mean100 {_format(status.mean_return, '6.1f')}  "
+            f"eval {_format(status.last_eval, '6.1f')}  {status.steps_per_second:6.0f} sps  eps {status.epsilon:.3f}"
+            + problems(status)
         )
     return "\n".join(lines)
+
+
+def problems(status: AgentStatus) -> str:
+    """The replay memory's trouble counters of an agent, when any is non-zero."""
+    counters = {
+        "dropped": status.dropped,
+        "push errors": status.push_errors,
+        "corrupt entries": status.corrupt_entries,
+    }
+    return "".join(f"  {name} {count:,}" for name, count in counters.items() if count)
 
 
 class Hive:
     """The processes of one local run."""
 
-    def __init__(self, agents: int, environment: dict[str, str], log_dir: Path) -> None:
-        self.agents = agents
+    def __init__(self, environment: dict[str, str], log_dir: Path) -> None:
         self.environment = environment
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if embedded is not None:
             embedded.stop()
         return 2
-    hive = Hive(args.agents, environment, args.state_dir / "logs")
+    hive = Hive(environment, args.state_dir / "logs")
     started = time.monotonic()
     exit_code = 0
     try:

@@ -6,19 +6,20 @@ import threading
 from urllib.parse import urlsplit
 
 import redis
+from borg_common.backoff import ExponentialBackoff
 from loguru import logger
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-def redacted(url: str) -> str:
-    """host:port/db of a redis:// URL, without any password (safe for logs)."""
+def redis_location(url: str) -> str:
+    """host:port/db of a redis:// URL: where it points, without its credentials."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def _auth_problem(url: str, error: redis.RedisError, setting: str = "CONFIG_redis_url") -> str | None:
-    where = redacted(url)
+    where = redis_location(url)
     has_password = bool(urlsplit(url).password)
     text = str(error)
     if isinstance(error, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
@@ -39,7 +40,7 @@ def redis_problem(url: str, setting: str = "CONFIG_redis_url") -> str | None:
     try:
         client.ping()
     except redis.RedisError as error:
-        return _auth_problem(url, error, setting) or f"Redis at {redacted(url)} is not usable: {error}"
+        return _auth_problem(url, error, setting) or f"Redis at {redis_location(url)} is not usable: {error}"
     finally:
         client.close()
     return None
@@ -55,7 +56,7 @@ def connect_redis(url: str, stop: threading.Event) -> redis.Redis:
     Raises RedisRefusedError at once for a missing or wrong password.
     """
     client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-    backoff = 0.5
+    backoff = ExponentialBackoff(initial=0.5, maximum=10.0)
     while True:
         try:
             client.ping()
@@ -64,13 +65,13 @@ def connect_redis(url: str, stop: threading.Event) -> redis.Redis:
             problem = _auth_problem(url, error)
             if problem:
                 raise RedisRefusedError(problem) from None
-            logger.warning("Redis at {} not reachable ({}); retrying in {:.1f}s", redacted(url), error, backoff)
+            delay = backoff.failed()
+            logger.warning("Redis at {} not reachable ({}); retrying in {:.1f}s", redis_location(url), error, delay)
         except redis.ResponseError as error:
             problem = _auth_problem(url, error)
-            raise RedisRefusedError(problem or f"Redis at {redacted(url)}: {error}") from None
-        if stop.wait(backoff):
+            raise RedisRefusedError(problem or f"Redis at {redis_location(url)}: {error}") from None
+        if stop.wait(backoff.delay()):
             raise RedisRefusedError("stopped while waiting for Redis")
-        backoff = min(backoff * 2, 10.0)
 
 
 def open_read_replica(url: str) -> redis.Redis:
@@ -89,5 +90,7 @@ def open_read_replica(url: str) -> redis.Redis:
         problem = _auth_problem(url, error, "CONFIG_redis_read_url")
         if problem:
             raise RedisRefusedError(problem) from None
-        logger.warning("read replica at {} not reachable ({}); the mirror pulls once it answers", redacted(url), error)
+        logger.warning(
+            "read replica at {} not reachable ({}); the mirror pulls once it answers", redis_location(url), error
+        )
     return client

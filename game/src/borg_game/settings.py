@@ -3,27 +3,33 @@
 Every field can be set as `CONFIG_<name>` in the environment or in a `.env` file in the
 working directory, in any case (`CONFIG_seed` and `CONFIG_SEED` are the same key). The
 environment wins over `.env`. An unknown `CONFIG_` key or a bad value stops the agent with a
-message that names the key: a typo must never silently fall back to a default.
+message that names the key: a typo must never silently fall back to a default. The keys the
+memory monitor reads too come from `borg_common.settings.SharedSettings`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from borg_common.redaction import redact_values
+from borg_common.settings import (
+    ENV_PREFIX,
+    MonitorSettings,
+    SettingsError,
+    SharedSettings,
+    config_values,
+    env_example_lines,
+    validate_settings,
+)
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "CONFIG_"
-
-# The memory monitor reads the same `.env` (compose passes one env_file to every service and
-# `make run` one environment to every process), so its own keys are known here, not typos.
-MONITOR_ONLY_KEYS = frozenset({"poll_interval", "monitoring_topic"})
+__all__ = ["ENV_PRESETS", "Settings", "SettingsError", "env_example", "load_settings"]
 
 
 # Defaults that differ per environment: the Settings defaults are tuned for Pong. CartPole gets
@@ -49,11 +55,7 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class SettingsError(ValueError):
-    """A `CONFIG_` key is unknown or its value is invalid; the message says which and why."""
-
-
-class Settings(BaseSettings):
+class Settings(SharedSettings):
     """Everything an agent can be tuned with. Defaults learn Pong; see README for why."""
 
     model_config = SettingsConfigDict(
@@ -64,8 +66,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    # --- identity --------------------------------------------------------------------
-    run_id: str = Field("borg-dqn", description="Name of this run, shared by all agents of the hive.")
+    # --- identity (run_id: shared) ------------------------------------------------------
     agent_index: int | None = Field(
         None,
         ge=0,
@@ -106,16 +107,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device; auto uses CUDA when present.")
     torch_threads: int = Field(1, ge=0, description="CPU threads per agent for torch (0: torch's default).")
 
-    # --- shared replay memory --------------------------------------------------------
-    redis_url: str = Field("redis://localhost:6379/0", description="The hive's Redis.")
+    # --- shared replay memory (redis_url, replay_key, push_counter_key, replay_capacity: shared)
     redis_read_url: str | None = Field(
         None, description="A read replica of redis_url for the mirror's pulls (same password); unset: the primary."
     )
-    replay_key: str = Field("transitions", description="Redis list holding the hive's transitions.")
-    push_counter_key: str = Field(
-        "transitions:pushed", description="Redis counter of all transitions ever pushed, bumped with each push."
-    )
-    replay_capacity: int = Field(100_000, ge=1, description="Transitions kept in Redis (LTRIM bound).")
     replay_sampling: Literal["mirror", "direct"] = Field(
         "mirror", description="mirror: sample a local copy pulled incrementally; direct: LINDEX from Redis."
     )
@@ -140,8 +135,7 @@ class Settings(BaseSettings):
     checkpoint_keep: int = Field(3, ge=1, description="Checkpoints kept per agent.")
     resume: bool = Field(True, description="Start from the newest compatible checkpoint in model_store.")
 
-    # --- telemetry ---------------------------------------------------------------------
-    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console log level.")
+    # --- telemetry (log_level: shared) ---------------------------------------------------
     tensorboard_dir: Path | None = Field(Path("runs"), description="TensorBoard event files go below; empty: off.")
     train_log_interval: int = Field(100, ge=1, description="Updates between two training-metric reports.")
     status_interval: float = Field(2.0, gt=0.0, description="Seconds between status reports to the hive's Redis.")
@@ -149,32 +143,8 @@ class Settings(BaseSettings):
         None, description="Also append training-log records to this JSON-lines file."
     )
 
-    # --- Kafka (training log here; the memory monitor reads the same kafka_* keys) -------
-    kafka_bootstrap_servers: str | None = Field(
-        None, description="Kafka brokers 'host:port[,host:port]' for the JSON telemetry; unset: no Kafka."
-    )
+    # --- Kafka (the kafka_* keys: shared) -------------------------------------------------
     training_log_topic: str = Field("training_log", min_length=1, description="Kafka topic of training-log messages.")
-    kafka_buffer_messages: int = Field(
-        100_000,
-        ge=1,
-        le=10_000_000,
-        description="Messages held while Kafka is unreachable; beyond it new ones are dropped and counted.",
-    )
-    kafka_message_timeout: float = Field(
-        0.0,
-        ge=0.0,
-        le=2_000_000.0,
-        description="Seconds a message may wait for Kafka, then it counts as failed (0: no limit but the buffer).",
-    )
-    kafka_linger_ms: int = Field(
-        200, ge=0, le=900_000, description="Milliseconds a message waits to be batched with the next ones."
-    )
-    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
-        "zstd", description="Compression of Kafka message batches."
-    )
-    kafka_flush_timeout: float = Field(
-        5.0, ge=0.0, description="Seconds spent at shutdown delivering buffered messages; the rest is counted."
-    )
 
     @field_validator("mlp_hidden_sizes", mode="before")
     @classmethod
@@ -189,7 +159,6 @@ class Settings(BaseSettings):
         "training_log_file",
         "agent_index",
         "agent_id",
-        "kafka_bootstrap_servers",
         "redis_read_url",
         mode="before",
     )
@@ -214,46 +183,26 @@ class Settings(BaseSettings):
 
     def public_dump(self) -> dict[str, Any]:
         """All settings as JSON values with passwords masked: for logs, TensorBoard, checkpoints."""
-        dump = self.model_dump(mode="json")
-        for name, value in dump.items():
-            if isinstance(value, str) and "://" in value:
-                dump[name] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
-        return dump
+        return redact_values(self.model_dump(mode="json"))
 
     def resolved_agent_id(self, hostname: str) -> str:
         """This agent's name: the configured one, else '<host>-<index>'."""
         return self.agent_id or f"{hostname}-{self.agent_index}"
 
 
-def _config_keys(source: Mapping[str, str | None]) -> list[str]:
-    return [key for key in source if key.upper().startswith(ENV_PREFIX)]
-
-
 def check_unknown_keys(source: Mapping[str, str | None], origin: str) -> None:
-    """Raise SettingsError naming every `CONFIG_` key of `source` that no setting reads."""
-    known = set(Settings.model_fields) | MONITOR_ONLY_KEYS
+    """Raise SettingsError naming every `CONFIG_` key of `source` that no service of the hive reads."""
+    known = set(Settings.model_fields) | set(MonitorSettings.model_fields)
     problems = []
-    for key in _config_keys(source):
+    for key in source:
         name = key[len(ENV_PREFIX) :].lower()
-        if name in known:
+        if not key.upper().startswith(ENV_PREFIX) or name in known:
             continue
         hint = difflib.get_close_matches(name, sorted(known), n=1)
-        suggestion = f" (did you mean CONFIG_{hint[0]}?)" if hint else ""
+        suggestion = f" (did you mean {ENV_PREFIX}{hint[0]}?)" if hint else ""
         problems.append(f"unknown setting {key} in {origin}{suggestion}")
     if problems:
         raise SettingsError("; ".join(problems))
-
-
-def _describe_validation_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "settings"
-        field_info = Settings.model_fields.get(field)
-        expected = f" [{field_info.description}]" if field_info and field_info.description else ""
-        given = item.get("input")
-        shown = f"={given!r}" if not isinstance(given, dict) else ""
-        lines.append(f"{ENV_PREFIX}{field}{shown}: {item['msg']}{expected}")
-    return "; ".join(lines)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
@@ -268,32 +217,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         file_values = dotenv_values(env_file)
         check_unknown_keys(file_values, str(env_file))
     # Values are passed explicitly so that `environ` may differ from os.environ (tests).
-    merged: dict[str, Any] = {
-        key[len(ENV_PREFIX) :].lower(): value
-        for key, value in file_values.items()
-        if key.upper().startswith(ENV_PREFIX)
-    }
-    merged.update(
-        {key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.upper().startswith(ENV_PREFIX)}
-    )
+    merged: dict[str, Any] = config_values(file_values)
+    merged.update(config_values(environ))
     env_id = str(merged.get("env_id") or Settings.model_fields["env_id"].default)
     for name, value in ENV_PRESETS.get(env_id, {}).items():
         merged.setdefault(name, value)  # a preset only fills what the user did not set
-    try:
-        # Explicit values outrank every other source, so the result depends on `environ` alone.
-        return Settings(_env_file=None, **merged)  # type: ignore[call-arg]  # pydantic-settings init kwarg
-    except ValidationError as error:
-        raise SettingsError(_describe_validation_error(error)) from None
-
-
-def _env_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple | list):
-        return ",".join(str(item) for item in value)
-    return str(value)
+    return validate_settings(Settings, merged)
 
 
 def env_example() -> str:
@@ -301,10 +230,8 @@ def env_example() -> str:
     lines = [
         "# --- game agents: python -m borg_game.settings prints this block ---",
         "# Every key with its default, commented out: uncomment a line to change it.",
+        *env_example_lines(Settings, Settings.model_fields),
     ]
-    for name, info in Settings.model_fields.items():
-        lines.append(f"# {info.description}")
-        lines.append(f"# {ENV_PREFIX}{name}={_env_value(info.get_default(call_default_factory=True))}")
     return "\n".join(lines) + "\n"
 
 

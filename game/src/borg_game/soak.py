@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from borg_game.redis_server import EmbeddedRedis
+from borg_game.settings import load_settings
 
 
 @dataclass
@@ -117,6 +118,8 @@ def run_soak(
     with EmbeddedRedis(data_dir=workdir / "redis") as server:
         environment = {key: value for key, value in os.environ.items() if not key.upper().startswith("CONFIG_")}
         environment.update({"CONFIG_redis_url": server.url, "CONFIG_env_id": env_id, **extra})
+        # The agents' own reading of these settings names the keys to watch (CONFIG_replay_key...).
+        settings = load_settings(environment, env_file=None)
         hive = subprocess.Popen(
             [sys.executable, "-m", "borg_game.hive", "--agents", str(agents), "--state-dir", str(workdir / "hive")],
             cwd=workdir,
@@ -141,8 +144,8 @@ def run_soak(
                 elapsed_seconds=round(time.monotonic() - started, 1),
                 rss_mib=memory,
                 redis_used_mib=round(int(info["used_memory"]) / 2**20, 1),
-                transitions=int(client.llen("transitions")),
-                pushed=int(client.get("transitions:pushed") or 0),
+                transitions=int(client.llen(settings.replay_key)),
+                pushed=int(client.get(settings.push_counter_key) or 0),
             )
             report.samples.append(sample)
             print(

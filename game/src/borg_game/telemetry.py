@@ -1,23 +1,78 @@
-"""The agent's training log: one record per episode, per N updates and per evaluation.
+"""The agent's training log: one typed record per episode, per N updates and per evaluation.
 
-Records are flat dicts in the shape of the `training_log` messages (see schemas/). They go
-to every configured sink: TensorBoard always in local runs, more sinks (Kafka) when set.
-Nothing here may block the environment loop.
+Each record type is a dataclass whose fields are those of its kind in
+schemas/training_log.schema.json (a test holds them equal). `TrainingLog` stamps a record
+with the fields every message has and hands it to every configured sink: TensorBoard in
+local runs, a JSON-lines file, Kafka (`borg_common.kafka_producer`). Nothing here may block
+the environment loop.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-import redis
+from borg_common.throttle import ThrottledLog
+from borg_common.timestamps import utc_timestamp
 from loguru import logger
 
+from borg_game.settings import Settings
+
 MESSAGE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRecord:
+    """One finished training episode; returns are the real game score (never clipped)."""
+
+    kind: ClassVar[str] = "episode"
+    env_id: str
+    episode: int
+    episode_return: float
+    episode_length: int
+    epsilon: float
+    agent_step: int
+    hive_step: int
+    steps_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRecord:
+    """Training metrics of the last update, and the replay memory's health counters."""
+
+    kind: ClassVar[str] = "train"
+    update: int
+    agent_step: int
+    loss: float
+    mean_q: float
+    grad_norm: float
+    learning_rate: float
+    replay_sample_age_seconds: float
+    replay_size: int
+    dropped_transitions: int
+    push_errors: int
+    corrupt_entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRecord:
+    """One evaluation, with the epsilon and sticky-action setting it was played with."""
+
+    kind: ClassVar[str] = "eval"
+    env_id: str
+    agent_step: int
+    eval_return_mean: float
+    eval_return_std: float
+    eval_episodes: int
+    eval_epsilon: float
+    repeat_action_probability: float
+
+
+Record = EpisodeRecord | TrainRecord | EvalRecord
 
 # TensorBoard tags for the numeric fields of each record type, grouped as CleanRL does.
 _TENSORBOARD_TAGS: dict[str, dict[str, str]] = {
@@ -34,21 +89,19 @@ _TENSORBOARD_TAGS: dict[str, dict[str, str]] = {
         "learning_rate": "charts/learning_rate",
         "replay_sample_age_seconds": "charts/replay_sample_age_seconds",
         "replay_size": "charts/replay_size",
+        "dropped_transitions": "replay/dropped_transitions",
+        "push_errors": "replay/push_errors",
+        "corrupt_entries": "replay/corrupt_entries",
     },
     "eval": {"eval_return_mean": "eval/mean_return", "eval_return_std": "eval/std_return"},
 }
 
 
-def utc_timestamp() -> str:
-    """Now as ISO 8601 UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Sink(Protocol):
-    """Somewhere training-log records go."""
+    """Somewhere training-log messages go."""
 
     def emit(self, record: dict[str, Any]) -> None:
-        """Take one record; must return at once."""
+        """Take one message; must return at once."""
         ...
 
     def close(self) -> None:
@@ -57,7 +110,7 @@ class Sink(Protocol):
 
 
 class TensorBoardSink:
-    """Writes the numeric fields of each record as TensorBoard scalars at the agent step."""
+    """Writes the numeric fields of each message as TensorBoard scalars at the agent step."""
 
     def __init__(self, log_dir: Path, settings_dump: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -65,10 +118,9 @@ class TensorBoardSink:
         self._writer = SummaryWriter(log_dir=str(log_dir))
         rows = "\n".join(f"|{key}|{value}|" for key, value in settings_dump.items())
         self._writer.add_text("settings", f"|setting|value|\n|-|-|\n{rows}")
-        self.log_dir = log_dir
 
     def emit(self, record: dict[str, Any]) -> None:
-        """Add the record's scalars."""
+        """Add the message's scalars."""
         step = int(record.get("agent_step", 0))
         for field, tag in _TENSORBOARD_TAGS.get(str(record.get("type")), {}).items():
             value = record.get(field)
@@ -78,6 +130,22 @@ class TensorBoardSink:
     def close(self) -> None:
         """Flush event files."""
         self._writer.close()
+
+
+class JsonLinesSink:
+    """Appends each message as one JSON line to a file (local runs, tests, offline analysis)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: a crash loses no line
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Write the message."""
+        self._file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
 
 
 class TrainingLog:
@@ -91,16 +159,19 @@ class TrainingLog:
             "schema_version": MESSAGE_SCHEMA_VERSION,
         }
         self._sinks = sinks
+        self._sink_failures = ThrottledLog(60.0)
 
-    def record(self, record_type: str, **fields: Any) -> dict[str, Any]:
-        """Build one record and emit it to every sink; a failing sink never stops training."""
-        record = {"timestamp": utc_timestamp(), **self._common, "type": record_type, **fields}
+    def write(self, record: Record) -> dict[str, Any]:
+        """Emit one record as a message to every sink; a failing sink never stops training."""
+        message = {"timestamp": utc_timestamp(), **self._common, "type": record.kind}
+        for field in fields(record):
+            message[field.name] = getattr(record, field.name)
         for sink in self._sinks:
             try:
-                sink.emit(record)
+                sink.emit(message)
             except Exception as error:
-                logger.warning("telemetry sink {} failed: {}", type(sink).__name__, error)
-        return record
+                self._sink_failures.warning("telemetry sink {} failed: {}", type(sink).__name__, error)
+        return message
 
     def close(self) -> None:
         """Close every sink."""
@@ -111,49 +182,37 @@ class TrainingLog:
                 logger.warning("closing telemetry sink {} failed: {}", type(sink).__name__, error)
 
 
-STATUS_KEY_PREFIX = "borg:status:"
+def tensorboard_run_dir(settings: Settings, agent_id: str) -> Path | None:
+    """runs/{env}__{run_id}__{agent}__{seed}__{time}, CleanRL's naming."""
+    if settings.tensorboard_dir is None:
+        return None
+    env_name = settings.env_id.replace("/", "-")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return settings.tensorboard_dir / f"{env_name}__{settings.run_id}__{agent_id}__{settings.seed}__{stamp}"
 
 
-class StatusBoard:
-    """Publishes this agent's latest progress to the hive's Redis for `make run`'s console view."""
-
-    def __init__(self, client: redis.Redis, run_id: str, agent_id: str, ttl_seconds: int = 30) -> None:
-        self._client = client
-        self._key = f"{STATUS_KEY_PREFIX}{run_id}:{agent_id}"
-        self._ttl = ttl_seconds
-        self._last_error = 0.0
-
-    def publish(self, status: dict[str, Any]) -> None:
-        """Overwrite the status, expiring it so a dead agent leaves the view."""
-        try:
-            self._client.set(self._key, json.dumps(status), ex=self._ttl)
-        except redis.RedisError as error:
-            if time.monotonic() - self._last_error > 30.0:
-                self._last_error = time.monotonic()
-                logger.warning("could not publish agent status to Redis: {}", error)
+def build_training_log(settings: Settings, agent_id: str) -> TrainingLog:
+    """The training log with the sinks CONFIG_ asks for: TensorBoard, a JSON-lines file, Kafka."""
+    sinks: list[Sink] = []
+    run_dir = tensorboard_run_dir(settings, agent_id)
+    if run_dir is not None:
+        sinks.append(TensorBoardSink(run_dir, settings.public_dump()))
+    if settings.training_log_file is not None:
+        sinks.append(JsonLinesSink(settings.training_log_file))
+    if settings.kafka_bootstrap_servers is not None:
+        sinks.append(kafka_sink(settings.kafka_bootstrap_servers, settings, agent_id))
+    return TrainingLog(settings.run_id, agent_id, sinks)
 
 
-def read_statuses(client: redis.Redis, run_id: str) -> list[dict[str, Any]]:
-    """All live agents' statuses of a run, ordered by agent id."""
-    statuses = []
-    for key in client.scan_iter(match=f"{STATUS_KEY_PREFIX}{run_id}:*", count=1000):
-        raw = client.get(key)
-        if raw:
-            statuses.append(json.loads(raw))
-    return sorted(statuses, key=lambda status: str(status.get("agent_id")))
+def kafka_sink(bootstrap_servers: str, settings: Settings, agent_id: str) -> Sink:
+    """The training log's Kafka producer to `bootstrap_servers`, as CONFIG_kafka_* sets it up."""
+    from borg_common.kafka_producer import producer_from_settings  # imports confluent_kafka: only with Kafka
 
-
-class JsonLinesSink:
-    """Appends each record as one JSON line to a file (local runs, tests, offline analysis)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: a crash loses no line
-
-    def emit(self, record: dict[str, Any]) -> None:
-        """Write the record."""
-        self._file.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+    return producer_from_settings(
+        settings,
+        bootstrap_servers,
+        settings.training_log_topic,
+        key=agent_id,
+        kind="training-log",
+        client_id=f"borg-game-{agent_id}",
+    )

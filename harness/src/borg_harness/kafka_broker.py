@@ -93,6 +93,11 @@ _POM_TEMPLATE = """\
       <version>{kafka}</version>
     </dependency>
     <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
       <groupId>org.apache.logging.log4j</groupId>
       <artifactId>log4j-slf4j-impl</artifactId>
       <version>{log4j}</version>
@@ -236,14 +241,29 @@ def _checked_java() -> str:
     return java
 
 
+def _required_jars(version: str) -> tuple[str, ...]:
+    """The jars whose absence means the install is incomplete or from an older recipe."""
+    return (f"kafka_2.13-{version}.jar", f"kafka-tools-{version}.jar", f"log4j-slf4j-impl-{_LOG4J_VERSION}.jar")
+
+
+def _is_complete(target: Path, version: str) -> bool:
+    """Whether ``target`` holds a finished install (marker) made with the current recipe."""
+    marker = target / _MARKER
+    if not marker.is_file():
+        return False
+    listed = set(marker.read_text(encoding="utf-8").split())
+    return all(jar in listed for jar in _required_jars(version))
+
+
 def ensure_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
     """Make the Kafka broker jars available locally and return their directory.
 
-    Resolves ``org.apache.kafka:kafka_2.13:<version>`` plus its runtime dependencies
-    and an slf4j->log4j2 binding with ``mvn dependency:copy-dependencies`` (Maven's
-    default repositories and ``~/.m2`` settings apply) into ``cache_dir`` (default:
-    :func:`default_cache_dir`). The directory holds only jars, so ``<dir>/*`` is a
-    complete ``java -cp`` class path.
+    Resolves ``org.apache.kafka:kafka_2.13:<version>`` plus its runtime dependencies,
+    an slf4j->log4j2 binding and ``kafka-tools`` (the command-line tools, e.g.
+    ``TopicCommand``, which the Docker stand-in of the Kafka image runs) with
+    ``mvn dependency:copy-dependencies`` (Maven's default repositories and ``~/.m2``
+    settings apply) into ``cache_dir`` (default: :func:`default_cache_dir`). The directory
+    holds only jars, so ``<dir>/*`` is a complete ``java -cp`` class path.
 
     Idempotent and safe to call concurrently (e.g. from pytest-xdist workers): a
     marker file records a finished install, so later calls return at once, and an
@@ -251,7 +271,7 @@ def ensure_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = 
     """
     _check_version(version)
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir(version)
-    if (target / _MARKER).is_file():
+    if _is_complete(target, version):
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +279,7 @@ def ensure_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = 
     with open(lock_path, "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # Another process may have finished the install while we waited.
-        if (target / _MARKER).is_file():
+        if _is_complete(target, version):
             return target
         mvn = _find_mvn()
         _checked_java()  # fail now, not at the first broker start
@@ -297,10 +317,7 @@ def ensure_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = 
                 output = "\n".join(text.splitlines()[:25])
                 raise KafkaHarnessError(f"mvn failed (exit {proc.returncode}) fetching Kafka {version} jars:\n{output}")
             jars = sorted(p.name for p in staging.glob("*.jar"))
-            for required in (
-                f"kafka_2.13-{version}.jar",
-                f"log4j-slf4j-impl-{_LOG4J_VERSION}.jar",
-            ):
+            for required in _required_jars(version):
                 if required not in jars:
                     raise KafkaHarnessError(f"mvn finished but {required} is missing in {staging}")
             (staging / _MARKER).write_text("\n".join(jars) + "\n", encoding="utf-8")

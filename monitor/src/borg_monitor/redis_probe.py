@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from borg_common.redis_keys import status_pattern
+from borg_common.timestamps import utc_timestamp
 from loguru import logger
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from borg_monitor.replication import ReplicaLag, replica_lags
-
-# Agents publish their status under this prefix (borg_game.telemetry.STATUS_KEY_PREFIX)
-# with a 30 s expiry, so the keys of a run count its live agents.
-STATUS_KEY_PREFIX = "borg:status:"
 
 # MEMORY USAGE of a list samples this many of its quicklist nodes and extrapolates:
 # O(samples), cheap on a list of 1M transitions, and within a few percent since every node
@@ -57,11 +54,6 @@ class RedisReading:
     replicas: tuple[ReplicaLag, ...] = ()
 
 
-def utc_timestamp() -> str:
-    """Now as ISO 8601 UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z (as the agents write it)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def connect(url: str) -> redis.Redis:
     """A client that fails fast: the monitor's loop retries with its own backoff.
 
@@ -86,7 +78,8 @@ class RedisProbe:
         self._client = client
         self._replay_key = replay_key
         self._push_counter_key = push_counter_key
-        self._status_pattern = f"{STATUS_KEY_PREFIX}{run_id}:*"
+        # Agents' status keys expire 30 s after their last report: the keys of a run count its live agents.
+        self._status_pattern = status_pattern(run_id)
 
     def read(self) -> RedisReading:
         """Read Redis now. Raises redis.RedisError when Redis cannot be reached.

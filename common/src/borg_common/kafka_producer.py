@@ -1,9 +1,8 @@
-"""The memory readings on Kafka: a publisher that produces each one as a JSON message.
+"""JSON messages to a Kafka topic: the producer of the agents' training log and of the
+monitor's memory readings.
 
-The same producer design as the game's training-log sink (borg_game.kafka_sink; the two
-services ship as separate images, so neither imports the other). Only imported when
-`CONFIG_kafka_bootstrap_servers` is set, so a monitor without Kafka never loads
-confluent_kafka. The producer is librdkafka's: `emit` serialises the message and
+Only imported when `CONFIG_kafka_bootstrap_servers` is set, so a service without Kafka never
+loads confluent_kafka. The producer is librdkafka's: `emit` serialises the message and
 enqueues it (`produce` + `poll(0)`, a few microseconds); librdkafka's own thread batches
 (linger.ms), compresses and sends. Nothing here waits for the broker.
 
@@ -20,19 +19,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from loguru import logger
+
+from borg_common.settings import SharedSettings
+from borg_common.throttle import ThrottledLog
 
 # Repeated problems (a broker that stays down, a full buffer) are logged at most this often.
 WARNING_INTERVAL_SECONDS = 60.0
 
 
 def encode_message(record: dict[str, Any]) -> bytes:
-    """The message as compact JSON; non-finite floats become null.
+    """The record as compact JSON; non-finite floats (a diverged loss) become null.
 
     Python's json would write NaN/Infinity, which is not JSON and stops a Logstash pipeline.
     """
@@ -48,7 +49,7 @@ def encode_message(record: dict[str, Any]) -> bytes:
 
 @dataclass
 class DeliveryCounters:
-    """What became of the messages given to a KafkaPublisher.
+    """What became of the messages given to a KafkaJsonProducer.
 
     Attributes:
         sent: messages accepted into the producer's buffer.
@@ -65,30 +66,9 @@ class DeliveryCounters:
     undelivered: int = 0
 
 
-class _Throttle:
-    """Lets a repeated warning through at most once per interval and counts the rest."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._last = -math.inf
-        self.suppressed = 0
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
-            return True
-        self.suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        count, self.suppressed = self.suppressed, 0
-        return count
-
-
 class _ToLoguru(logging.Handler):
     """librdkafka's own log lines, at DEBUG: it logs every failed reconnect as an error,
-    many per second during an outage; the publisher's error callback reports outages instead."""
+    many per second during an outage; the producer's error callback reports outages instead."""
 
     def emit(self, record: logging.LogRecord) -> None:
         logger.debug("librdkafka: {}", record.getMessage())
@@ -103,8 +83,11 @@ def _librdkafka_logger() -> logging.Logger:
     return log
 
 
-class KafkaPublisher:
-    """Produces memory readings to a Kafka topic, asynchronously, never blocking."""
+class KafkaJsonProducer:
+    """Produces JSON messages to one Kafka topic, asynchronously, never blocking.
+
+    `kind` names the messages in the log lines (e.g. 'training-log', 'memory-monitoring').
+    """
 
     def __init__(
         self,
@@ -112,21 +95,23 @@ class KafkaPublisher:
         topic: str,
         *,
         key: str,
+        kind: str,
         buffer_messages: int = 100_000,
         message_timeout: float = 0.0,
         linger_ms: int = 200,
         compression: str = "zstd",
         flush_timeout: float = 5.0,
-        client_id: str = "borg-monitor",
+        client_id: str = "borg-dqn",
     ) -> None:
         self.topic = topic
         self.counters = DeliveryCounters()
+        self._kind = kind
         self._key = key.encode()
         self._flush_timeout = flush_timeout
         self._buffer_messages = buffer_messages
-        self._broker_trouble = _Throttle(WARNING_INTERVAL_SECONDS)
-        self._failure_warning = _Throttle(WARNING_INTERVAL_SECONDS)
-        self._drop_warning = _Throttle(WARNING_INTERVAL_SECONDS)
+        self._broker_trouble = ThrottledLog(WARNING_INTERVAL_SECONDS)
+        self._failure_warning = ThrottledLog(WARNING_INTERVAL_SECONDS)
+        self._drop_warning = ThrottledLog(WARNING_INTERVAL_SECONDS)
         self._outage = False
         self._closed = False
         self._producer = Producer(
@@ -140,7 +125,7 @@ class KafkaPublisher:
                 "acks": "all",
                 # The explicit bound on an outage: messages wait (0: without a deadline) in a
                 # queue of at most buffer_messages; 1 GiB of librdkafka's byte bound is far more
-                # than 10M memory readings (~500 bytes each) would need.
+                # than 10M messages of the hive (~400-500 bytes each) would need.
                 "message.timeout.ms": round(message_timeout * 1000),
                 "queue.buffering.max.messages": buffer_messages,
                 "queue.buffering.max.kbytes": 1024 * 1024,
@@ -152,7 +137,8 @@ class KafkaPublisher:
             }
         )
         logger.info(
-            "memory readings to Kafka {} topic {} (buffer {} messages, linger {} ms, {})",
+            "{} messages to Kafka {} topic {} (buffer {} messages, linger {} ms, {})",
+            kind,
             bootstrap_servers,
             topic,
             buffer_messages,
@@ -163,7 +149,7 @@ class KafkaPublisher:
     def emit(self, record: dict[str, Any]) -> None:
         """Enqueue one message; returns at once, whether or not the broker is reachable."""
         if self._closed:
-            self._drop("the publisher is closed")
+            self._drop("the producer is closed")
             return
         payload = encode_message(record)
         try:
@@ -189,7 +175,7 @@ class KafkaPublisher:
         self.counters.undelivered = self._producer.flush(self._flush_timeout)
         counters = self.counters
         summary = (
-            f"memory readings to Kafka: sent {counters.sent}, delivered {counters.delivered}, "
+            f"{self._kind} messages to Kafka: sent {counters.sent}, delivered {counters.delivered}, "
             f"failed {counters.failed}, dropped {counters.dropped}, undelivered at exit {counters.undelivered}"
         )
         if counters.failed or counters.dropped or counters.undelivered:
@@ -197,16 +183,15 @@ class KafkaPublisher:
         else:
             logger.info(summary)
 
+    def stats(self) -> dict[str, int]:
+        """The counters as a dict."""
+        return asdict(self.counters)
+
     def _drop(self, reason: str) -> None:
         self.counters.dropped += 1
-        if self._drop_warning.ready():
-            earlier = self._drop_warning.take_suppressed()
-            logger.warning(
-                "memory-monitoring message dropped: {}; {} dropped so far{}",
-                reason,
-                self.counters.dropped,
-                f" ({earlier} since the last warning)" if earlier else "",
-            )
+        self._drop_warning.warning(
+            "{} message dropped: {}; {} dropped so far", self._kind, reason, self.counters.dropped
+        )
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is None:
@@ -216,18 +201,36 @@ class KafkaPublisher:
                 logger.info("Kafka reachable again; delivering the buffered messages ({} pending)", len(self._producer))
             return
         self.counters.failed += 1
-        if self._failure_warning.ready():
-            logger.warning("memory-monitoring message not delivered: {}; {} failed so far", error, self.counters.failed)
+        self._failure_warning.warning(
+            "{} message not delivered: {}; {} failed so far", self._kind, error, self.counters.failed
+        )
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
-            logger.error("Kafka producer failed for good: {}; further memory-monitoring messages are dropped", error)
+            logger.error("Kafka producer failed for good: {}; further {} messages are dropped", error, self._kind)
             return
         self._outage = True
-        if self._broker_trouble.ready():
-            logger.warning(
-                "Kafka: {} ({} messages buffered, bound {})",
-                error.str(),
-                len(self._producer),
-                self._buffer_messages,
-            )
+        self._broker_trouble.warning(
+            "Kafka: {} ({} messages buffered, bound {}; the service goes on)",
+            error.str(),
+            len(self._producer),
+            self._buffer_messages,
+        )
+
+
+def producer_from_settings(
+    settings: SharedSettings, bootstrap_servers: str, topic: str, *, key: str, kind: str, client_id: str
+) -> KafkaJsonProducer:
+    """A producer to `topic` as the shared CONFIG_kafka_* keys set it up."""
+    return KafkaJsonProducer(
+        bootstrap_servers,
+        topic,
+        key=key,
+        kind=kind,
+        buffer_messages=settings.kafka_buffer_messages,
+        message_timeout=settings.kafka_message_timeout,
+        linger_ms=settings.kafka_linger_ms,
+        compression=settings.kafka_compression,
+        flush_timeout=settings.kafka_flush_timeout,
+        client_id=client_id,
+    )

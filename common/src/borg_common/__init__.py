@@ -1,0 +1,1 @@
+"""Borg-DQN shared library: what the game agents and the memory monitor both need."""

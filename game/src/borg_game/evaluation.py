@@ -1,0 +1,33 @@
+"""Evaluation: episodes played at a fixed small epsilon, scored with the real game score."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from borg_game.learner import DoubleDQNLearner
+
+
+def evaluate(
+    learner: DoubleDQNLearner,
+    env: gym.Env[Any, Any],
+    episodes: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    seed: int,
+) -> list[float]:
+    """Play `episodes` episodes at `epsilon` and return their real scores."""
+    scores: list[float] = []
+    observation, _ = env.reset(seed=seed)
+    while len(scores) < episodes:
+        if rng.random() < epsilon:
+            action = int(rng.integers(env.action_space.n))  # type: ignore[attr-defined]
+        else:
+            action = learner.greedy_action(observation)
+        observation, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            scores.append(float(info["episode"]["r"]))
+            observation, _ = env.reset()
+    return scores

@@ -1,0 +1,123 @@
+"""The mirror's local store: a ring of transitions kept column by column, and how rows are drawn.
+
+`IndexSampler` is the drawing strategy: it hears which slots a pull (re)wrote and picks the
+rows of each batch. `UniformIndexSampler` draws uniformly; a prioritized sampler keeps its
+priorities per slot and slots in here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from borg_game.codec import ObservationSpec, StoredTransition, TransitionCodec
+from borg_game.replay import ReplayBatch
+
+
+class IndexSampler(Protocol):
+    """Chooses which rows of a `MirrorStore` a batch draws."""
+
+    def added(self, first_slot: int, count: int, capacity: int) -> None:
+        """Rows `first_slot`, `first_slot + 1`, ... (`count` of them, modulo `capacity`) were written."""
+        ...
+
+    def sample(self, size: int, batch_size: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        """`batch_size` row indices among the `size` rows held."""
+        ...
+
+
+class UniformIndexSampler:
+    """Every held row equally likely."""
+
+    def added(self, first_slot: int, count: int, capacity: int) -> None:
+        """Uniform draws keep no state per row."""
+
+    def sample(self, size: int, batch_size: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+        """Distinct rows while the store is small; with replacement (much cheaper) once a repeat is unlikely."""
+        if batch_size * 50 > size:
+            return rng.choice(size, size=batch_size, replace=False).astype(np.int64)
+        return rng.integers(0, size, size=batch_size, dtype=np.int64)
+
+
+class MirrorStore:
+    """The mirror's ring of transitions, column by column, like SB3's preallocated buffers.
+
+    Scalars live in numpy columns. Small observations (vectors) are decoded once on pull into
+    dense arrays; large ones (frame stacks) stay zstd-compressed, since decoded Pong stacks
+    would cost 56 KB a transition, and are decompressed straight into the batch on sample.
+    """
+
+    DENSE_LIMIT_BYTES = 1024
+
+    def __init__(self, capacity: int, spec: ObservationSpec) -> None:
+        self.capacity = capacity
+        self.spec = spec
+        self.size = 0
+        self.cursor = 0
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.timestamps_ns = np.zeros(capacity, dtype=np.int64)
+        self.dense = spec.nbytes <= self.DENSE_LIMIT_BYTES
+        if self.dense:
+            self.states = np.zeros((capacity, *spec.shape), dtype=spec.dtype)
+            self.next_states = np.zeros((capacity, *spec.shape), dtype=spec.dtype)
+        else:
+            self.state_blobs: list[bytes] = [b""] * capacity
+            self.next_blobs: list[bytes] = [b""] * capacity
+            self.codecs = np.zeros(capacity, dtype=np.int8)
+            self.layouts = np.zeros(capacity, dtype=np.int8)
+
+    def append(self, row: StoredTransition, codec: TransitionCodec) -> int:
+        """Write `row` over the oldest slot once full; returns the slot."""
+        slot = self.cursor
+        if self.dense:
+            codec.fill(
+                row.compression,
+                row.layout,
+                row.state_blob,
+                row.next_state_blob,
+                self.states[slot],
+                self.next_states[slot],
+            )
+        else:
+            self.state_blobs[slot] = row.state_blob
+            self.next_blobs[slot] = row.next_state_blob
+            self.codecs[slot] = row.compression
+            self.layouts[slot] = row.layout
+        self.actions[slot] = row.action
+        self.rewards[slot] = row.reward
+        self.terminated[slot] = row.terminated
+        self.timestamps_ns[slot] = row.timestamp_ns
+        self.cursor = (slot + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        return slot
+
+    def gather(self, indices: npt.NDArray[np.int64], codec: TransitionCodec) -> ReplayBatch:
+        """The batch of rows `indices`, observations decompressed straight into it when stored compressed."""
+        if self.dense:
+            observations, next_observations = self.states[indices], self.next_states[indices]
+        else:
+            shape = (len(indices), *self.spec.shape)
+            observations = np.empty(shape, dtype=self.spec.dtype)
+            next_observations = np.empty(shape, dtype=self.spec.dtype)
+            rows = indices.tolist()
+            codec.fill_rows(
+                self.codecs[indices].tolist(),
+                self.layouts[indices].tolist(),
+                [self.state_blobs[index] for index in rows],
+                [self.next_blobs[index] for index in rows],
+                observations,
+                next_observations,
+            )
+        return ReplayBatch(
+            observations=observations,
+            actions=self.actions[indices],
+            rewards=self.rewards[indices],
+            next_observations=next_observations,
+            terminated=self.terminated[indices],
+            timestamps_ns=self.timestamps_ns[indices],
+            indices=indices,
+        )

@@ -1,0 +1,63 @@
+"""One builder for the replay memory: the writer, the sampler and their one codec, from settings.
+
+Used by the agent's entry point and the benchmarks alike. Pushes go to `push_client`; pulls
+go to `pull_client` when given (e.g. a Redis read replica), else to the same client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from borg_game.codec import TransitionCodec
+from borg_game.direct_sampler import DirectSampler
+from borg_game.mirror import MirrorSampler
+from borg_game.mirror_store import IndexSampler
+from borg_game.replay import ReplaySampler
+from borg_game.replay_writer import ReplayWriter
+from borg_game.settings import Settings
+
+
+@dataclass
+class ReplayMemory:
+    """Both sides of the hive's replay memory, sharing one codec."""
+
+    codec: TransitionCodec
+    writer: ReplayWriter
+    sampler: ReplaySampler
+
+
+def build_replay_memory(
+    settings: Settings,
+    push_client: redis.Redis,
+    pull_client: redis.Redis | None = None,
+    index_sampler: IndexSampler | None = None,
+) -> ReplayMemory:
+    """The writer and the sampler chosen by CONFIG_replay_sampling, over one codec.
+
+    `index_sampler` picks the mirror's rows (uniform when None); the direct sampler has none.
+    """
+    codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
+    writer = ReplayWriter(
+        push_client,
+        settings.replay_key,
+        settings.push_counter_key,
+        settings.replay_capacity,
+        batch_size=settings.push_batch_size,
+        queue_size=settings.push_queue_size,
+    )
+    client = pull_client or push_client
+    sampler: ReplaySampler
+    if settings.replay_sampling == "direct":
+        sampler = DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
+    else:
+        sampler = MirrorSampler(
+            client,
+            settings.replay_key,
+            settings.push_counter_key,
+            settings.replay_capacity,
+            codec,
+            index_sampler=index_sampler,
+        )
+    return ReplayMemory(codec=codec, writer=writer, sampler=sampler)
