@@ -18,6 +18,9 @@ to the primary. Each N runs `--warmup` seconds, then is measured for `--seconds`
   transitions/s one mirror took in (ideal: the insert rate).
 - pull_lag: transitions between the primary's counter and what a mirror holds, sampled
   every 0.25 s: mean and 95th percentile, and the mean in seconds of the hive's pushes.
+- push/pull_command_us_per_transition: time inside the push commands (MULTI, LPUSH, LTRIM,
+  INCRBY, EXEC) per pushed transition and inside the pull script per pulled one, from INFO
+  commandstats: wall time, so inflated whenever the server is descheduled on a busy machine.
 - machine_busy: the whole machine's CPU use. The simulated agents share the machine with
   Redis: where it is near 1.0 the clients, not Redis, ran out of CPU.
 - saturated: the hive fell behind (inserts or pulls under 95 % of the target, or the p95 lag
@@ -429,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("push", "pull"):
         values = [run[f"{name}_command_us_per_transition"] for run in runs if run[f"{name}_command_us_per_transition"]]
         median = float(np.median(values)) if values else float("nan")
-        print(f"inside {name} commands (INFO commandstats): {median:.2f} us per {name}ed transition, median of runs")
+        print(f"inside {name} commands (INFO commandstats, wall time): {median:.2f} us per {name}ed transition")
         results_extra[f"scale_{name}_command_us_median"] = median
     print(f"agents per primary at {args.rate:.0f}/s each, {CPU_BUDGET:.0%} of a core: {model['agents_per_primary']}")
     for agents, hive in model["hives"].items():
