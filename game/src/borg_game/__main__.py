@@ -54,6 +54,7 @@ def main() -> int:
         sampler=memory.sampler,
         training_log=training_log,
         callbacks=[StatusBoard(client, settings.run_id, agent_id)],
+        priorities=memory.priorities,
     )
     started = time.monotonic()
     try:
