@@ -108,6 +108,9 @@ class Settings(SharedSettings):
     torch_threads: int = Field(1, ge=0, description="CPU threads per agent for torch (0: torch's default).")
 
     # --- shared replay memory (redis_url, replay_key, push_counter_key, replay_capacity: shared)
+    redis_read_url: str | None = Field(
+        None, description="A read replica of redis_url for the mirror's pulls (same password); unset: the primary."
+    )
     replay_sampling: Literal["mirror", "direct"] = Field(
         "mirror", description="mirror: sample a local copy pulled incrementally; direct: LINDEX from Redis."
     )
@@ -175,10 +178,24 @@ class Settings(SharedSettings):
             return tuple(int(part) for part in text.split(",") if part.strip())
         return value
 
-    @field_validator("tensorboard_dir", "training_log_file", "agent_index", "agent_id", mode="before")
+    @field_validator(
+        "tensorboard_dir",
+        "training_log_file",
+        "agent_index",
+        "agent_id",
+        "redis_read_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _check_read_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://[:PASSWORD@]HOST:PORT/DB URL of a read replica, or empty")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
