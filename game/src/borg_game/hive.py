@@ -8,8 +8,6 @@ Ctrl-C (or SIGTERM) stops every process cleanly, each agent writing a final chec
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib.util
 import os
 import signal
@@ -25,20 +23,12 @@ from typing import Any
 import redis
 from dotenv import dotenv_values
 
+from borg_game.child_process import die_with_parent
 from borg_game.console import BestEvaluation, best_evaluation, render_progress
 from borg_game.redis_access import redis_problem
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.settings import SettingsError, load_settings
 from borg_game.status import read_statuses
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in each child before exec: if the launcher is killed outright, the kernel sends
-    # the child SIGTERM, so no agent is ever left behind.
-    with contextlib.suppress(OSError):  # not Linux: children then rely on stop() alone
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def hive_environment(base: Mapping[str, str], env_file: Path) -> dict[str, str]:
@@ -78,7 +68,7 @@ class Hive:
             env={**self.environment, **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def running_agents(self) -> list[str]:

