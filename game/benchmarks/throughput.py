@@ -61,6 +61,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 from loguru import logger
+from redis._parsers import _RESP3Parser
 from machine import RESULTS_FILE, describe_machine, write_results
 
 from borg_game import transition_pb2 as pb
@@ -338,6 +339,7 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
             )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
+    results.update(_pull_by_parser(redis_url, size if large == size else large, args.pull_rounds))
     del mirror
     client.close()
     return results
@@ -368,6 +370,34 @@ def _pull(mirror: MirrorSampler, count: int) -> float:
         if not mirror.sync():
             raise RuntimeError("the mirror could not pull from Redis")
     return (count - held) / (time.perf_counter() - started)
+
+
+def _pull_by_parser(redis_url: str, count: int, rounds: int) -> dict[str, float]:
+    """Fresh mirrors pulling the whole list, hiredis's reply parser vs redis-py's own, interleaved."""
+    rates: dict[str, list[float]] = {"hiredis": [], "python": []}
+    for round_index in range(rounds):
+        order = ["python", "hiredis"] if round_index % 2 == 0 else ["hiredis", "python"]
+        for parser in order:
+            # redis-py picks hiredis whenever it is installed; its own parser (the one it uses
+            # without hiredis, for its default protocol) must be asked for through the pool.
+            options: dict[str, Any] = {} if parser == "hiredis" else {"parser_class": _RESP3Parser}
+            client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, **options))
+            mirror = MirrorSampler(client, KEY, COUNTER, count, TransitionCodec(), max_pull_seconds=3600)
+            rates[parser].append(_pull(mirror, count))
+            del mirror
+            client.close()
+        print(
+            f"  pull round {round_index + 1}/{rounds} at {count:,}: python parser {rates['python'][-1]:,.0f}/s, "
+            f"hiredis {rates['hiredis'][-1]:,.0f}/s",
+            flush=True,
+        )
+    tag = _tag(count)
+    python, hiredis = statistics.median(rates["python"]), statistics.median(rates["hiredis"])
+    return {
+        f"mirror_pull_tps_python_parser_{tag}": python,
+        f"mirror_pull_tps_hiredis_{tag}": hiredis,
+        f"mirror_pull_hiredis_speedup_{tag}": hiredis / python,
+    }
 
 
 # --- section: insert -------------------------------------------------------------------
@@ -816,6 +846,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--round-seconds", type=float, default=0.5, help="seconds per sampler per round")
     parser.add_argument("--reference-calls", type=int, default=4, help="reference calls (of 16) per round")
     parser.add_argument("--reference-check-size", type=int, default=20_000, help="all-real reference list (0: skip)")
+    parser.add_argument("--pull-rounds", type=int, default=2, help="full pulls per reply parser, interleaved")
     parser.add_argument("--writers", type=int, default=4, help="writer processes of the hive insert test")
     parser.add_argument("--insert-seconds", type=float, default=5.0, help="seconds the insert rate is measured")
     parser.add_argument("--agent-steps", type=int, default=3000, help="agent steps per timed run")
