@@ -60,6 +60,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import redis
+import zstandard
 from loguru import logger
 from redis._parsers import _RESP3Parser
 from machine import RESULTS_FILE, describe_machine, write_results
@@ -89,6 +90,8 @@ SECTIONS = ("replay", "insert", "agent", "telemetry")
 TARGETS: dict[str, tuple[str, float]] = {
     "sample_speedup_vs_reference_250k": (">=", 25.0),
     "mirror_sample_tps_1m": (">=", 50_000.0),
+    "mirror_sample_vs_decode_limit_1m": (">=", 0.7),
+    "mirror_pull_hiredis_speedup_1m": (">=", 1.0),
     "insert_tps_hive": (">=", 20_000.0),
     "bytes_per_transition_pong": ("<=", 2048.0),
     "agent_vs_bare_no_learning": (">=", 0.92),
@@ -328,21 +331,51 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         results.update(_memory(client, large, memory_before))
         results[f"mirror_pull_tps_{_tag(large)}"] = _pull(mirror, large)
         direct.sync()
-        large_mirror, large_direct = [], []
+        large_mirror, large_direct, decode_limit, limit_ratios = [], [], [], []
+        limit = decode_limit_call(mirror, args.batch_size, rng)
         for round_index in range(rounds):
             large_mirror.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
+            decode_limit.append(time_calls(limit, args.batch_size, args.round_seconds))
+            limit_ratios.append(large_mirror[-1] / decode_limit[-1])
             large_direct.append(time_calls(draw(direct), args.batch_size, args.round_seconds / 2))
             print(
                 f"  round {round_index + 1}/{rounds} at {large:,}: direct {large_direct[-1]:,.0f}/s, "
-                f"mirror {large_mirror[-1]:,.0f}/s",
+                f"mirror {large_mirror[-1]:,.0f}/s, decode limit {decode_limit[-1]:,.0f}/s",
                 flush=True,
             )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
+        results[f"decode_limit_tps_{_tag(large)}"] = statistics.median(decode_limit)
+        results[f"mirror_sample_vs_decode_limit_{_tag(large)}"] = statistics.median(limit_ratios)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
     results.update(_pull_by_parser(redis_url, size if large == size else large, args.pull_rounds))
     del mirror
     client.close()
     return results
+
+
+def decode_limit_call(mirror: MirrorSampler, batch_size: int, rng: np.random.Generator) -> Callable[[], None]:
+    """What sampling a batch costs at least: draw rows, zstd-decompress their frames, copy them into a batch.
+
+    No Python per row beyond the decompress call: the decompressed stacks and new frames are
+    joined and copied into the batch arrays at once, and a stack-append next state takes its
+    shared frames from the state in one numpy assignment. The mirror's own rows, uniform draws.
+    """
+    store = mirror._store  # the mirror's own ring: the limit reads the very bytes sampling reads
+    if store is None or store.dense:
+        raise RuntimeError("the decode limit needs a mirror holding compressed frame stacks")
+    decompress = zstandard.ZstdDecompressor().decompress
+    shape, dtype = store.spec.shape, store.spec.dtype
+
+    def call() -> None:
+        rows = rng.integers(0, store.size, size=batch_size).tolist()
+        states = np.frombuffer(b"".join([decompress(store.state_blobs[row]) for row in rows]), dtype)
+        frames = np.frombuffer(b"".join([decompress(store.next_blobs[row]) for row in rows]), dtype)
+        observations = states.reshape(batch_size, *shape).copy()
+        next_observations = np.empty_like(observations)
+        next_observations[:, :-1] = observations[:, 1:]
+        next_observations[:, -1] = frames.reshape(batch_size, *shape[1:])
+
+    return call
 
 
 def _tag(size: int) -> str:
