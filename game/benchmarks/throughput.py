@@ -62,8 +62,8 @@ import numpy.typing as npt
 import redis
 import zstandard
 from loguru import logger
-from redis._parsers import _RESP3Parser
 from machine import RESULTS_FILE, describe_machine, write_results
+from redis._parsers import _RESP3Parser
 
 from borg_game import transition_pb2 as pb
 from borg_game.agent import AgentServices, run_agent

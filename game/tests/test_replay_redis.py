@@ -332,7 +332,18 @@ def frame_stack_transitions(count: int, seed: int = 0) -> list[Transition]:
     """Consecutive Pong-shaped stacks: each next state is the state shifted by one new frame."""
     frames = np.random.default_rng(seed).integers(0, 256, size=(count + 4, 84, 84), dtype=np.uint8)
     return [
-        Transition(frames[step : step + 4], step % 6, float(step), frames[step + 1 : step + 5], False, False, "A", 0, step, step)
+        Transition(
+            frames[step : step + 4],
+            step % 6,
+            float(step),
+            frames[step + 1 : step + 5],
+            False,
+            False,
+            "A",
+            0,
+            step,
+            step,
+        )
         for step in range(count)
     ]
 

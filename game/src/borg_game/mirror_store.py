@@ -85,10 +85,11 @@ class MirrorStore:
             rows = rows[skipped:]
             count = self.capacity
             first = self.cursor = (self.cursor + skipped) % self.capacity
-        _, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps = zip(*rows)
+        columns = zip(*rows, strict=True)  # one tuple per field of StoredTransition
+        _, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps = columns
         slots = (first + np.arange(count)) % self.capacity
         if self.dense:
-            for row, slot in zip(rows, slots.tolist()):
+            for row, slot in zip(rows, slots.tolist(), strict=True):
                 codec.fill(
                     row.compression,
                     row.layout,
