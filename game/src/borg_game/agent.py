@@ -26,8 +26,10 @@ from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import Transition
 from borg_game.ddqn import linear_epsilon
 from borg_game.envs import make_env
+from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
 from borg_game.learner import DoubleDQNLearner, select_device
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
@@ -43,6 +45,7 @@ class AgentServices:
     sampler: ReplaySampler
     training_log: TrainingLog
     callbacks: Sequence[AgentCallback] = field(default_factory=list)
+    priorities: PrioritizedIndexSampler | None = None  # the sampler's, when it draws by priority
 
 
 @dataclass
@@ -101,12 +104,16 @@ class Agent:
         self.env = make_env(
             settings.env_id, self.seed, settings.repeat_action_probability, settings.frame_stack, settings.noop_max
         )
-        self.eval_env = make_env(
-            settings.env_id,
-            self.seed + 10_000,
-            settings.repeat_action_probability,
-            settings.frame_stack,
-            settings.noop_max,
+        self.videos = EvaluationVideos.from_settings(settings, agent_id, services.training_log)
+        self.eval_env = self.videos.wrap(
+            make_env(
+                settings.env_id,
+                self.seed + 10_000,
+                settings.repeat_action_probability,
+                settings.frame_stack,
+                settings.noop_max,
+                render_mode=self.videos.render_mode,
+            )
         )
         assert self.env.observation_space.shape is not None  # make_env checked: a Box
         observation_shape = tuple(self.env.observation_space.shape)
@@ -216,15 +223,21 @@ class Agent:
         if not settings.learning:
             return
         if step >= settings.learning_starts and step % settings.train_frequency == 0:
-            sampler = self.services.sampler
+            sampler, priorities = self.services.sampler, self.services.priorities
             if self.train_rounds % settings.mirror_sync_interval == 0:
                 sampler.sync()
             self.train_rounds += 1
+            if priorities is not None:
+                priorities.anneal(step)
             for _ in range(settings.gradient_steps):
                 batch = sampler.sample(settings.batch_size, self.rng)
                 if batch is None:  # too little in memory yet: play on, never pad a batch
                     break
+                if priorities is not None and batch.indices is not None:
+                    batch = batch._replace(weights=priorities.importance_weights(batch.indices, sampler.size()))
                 stats = self.learner.update(batch)
+                if priorities is not None and batch.indices is not None and stats.td_errors is not None:
+                    priorities.update_priorities(batch.indices, stats.td_errors)
                 self.state.updates += 1
                 if self.state.updates % settings.train_log_interval == 0:
                     age = (time.time_ns() - batch.timestamps_ns.astype(np.float64)).mean() / 1e9
@@ -256,13 +269,17 @@ class Agent:
         settings, state = self.settings, self.state
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
-        scores = evaluate(
-            self.learner,
-            self.eval_env,
-            settings.eval_episodes,
-            settings.eval_epsilon,
-            self.rng,
-            self.seed + 10_000 + state.step,
+        scores = self.videos.record(
+            state.step,
+            state.best_eval,
+            lambda: evaluate(
+                self.learner,
+                self.eval_env,
+                settings.eval_episodes,
+                settings.eval_epsilon,
+                self.rng,
+                self.seed + 10_000 + state.step,
+            ),
         )
         mean_score = float(np.mean(scores))
         self.result.last_eval = mean_score

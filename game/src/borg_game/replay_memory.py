@@ -14,6 +14,7 @@ from borg_game.codec import TransitionCodec
 from borg_game.direct_sampler import DirectSampler
 from borg_game.mirror import MirrorSampler
 from borg_game.mirror_store import IndexSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
@@ -26,6 +27,8 @@ class ReplayMemory:
     codec: TransitionCodec
     writer: ReplayWriter
     sampler: ReplaySampler
+    # The mirror's priorities when CONFIG_prioritized_replay is on: the learner's TD errors go here.
+    priorities: PrioritizedIndexSampler | None = None
 
 
 def build_replay_memory(
@@ -36,7 +39,8 @@ def build_replay_memory(
 ) -> ReplayMemory:
     """The writer and the sampler chosen by CONFIG_replay_sampling, over one codec.
 
-    `index_sampler` picks the mirror's rows (uniform when None); the direct sampler has none.
+    `index_sampler` picks the mirror's rows (when None: by priority if CONFIG_prioritized_replay,
+    else uniform); the direct sampler has none.
     """
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
     writer = ReplayWriter(
@@ -51,6 +55,15 @@ def build_replay_memory(
         codec=TransitionCodec(settings.compression_level, settings.max_transition_bytes),
     )
     client = pull_client or push_client
+    priorities = None
+    if index_sampler is None and settings.prioritized_replay:
+        index_sampler = priorities = PrioritizedIndexSampler(
+            settings.replay_capacity,
+            alpha=settings.priority_alpha,
+            beta_start=settings.priority_beta_start,
+            beta_steps=settings.priority_beta_steps,
+            epsilon=settings.priority_epsilon,
+        )
     sampler: ReplaySampler
     if settings.replay_sampling == "direct":
         sampler = DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
@@ -63,4 +76,4 @@ def build_replay_memory(
             codec,
             index_sampler=index_sampler,
         )
-    return ReplayMemory(codec=codec, writer=writer, sampler=sampler)
+    return ReplayMemory(codec=codec, writer=writer, sampler=sampler, priorities=priorities)
