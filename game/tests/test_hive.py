@@ -16,6 +16,7 @@ import torch
 
 from borg_game import transition_pb2 as pb
 from borg_game.checkpoint import list_checkpoints
+from borg_game.hive import tensorboard_hint
 from tests.conftest import agent_environment
 
 # CartPole-v1 runs with its preset (SB3 rl-zoo's DQN hyperparameters, borg_game.settings.ENV_PRESETS).
@@ -204,3 +205,8 @@ def test_two_minute_soak_of_four_agents_ends_clean(tmp_path: Path) -> None:
     last = result["samples"][-1]
     assert {f"agent-{index}" for index in range(4)} <= set(last["rss_mib"])
     assert last["pushed"] > 0
+
+
+def test_tensorboard_hint_names_the_directory_or_says_it_is_off() -> None:
+    assert tensorboard_hint(Path("runs")) == "TensorBoard: tensorboard --logdir runs"
+    assert tensorboard_hint(None) == "TensorBoard off (CONFIG_tensorboard_dir is empty)"

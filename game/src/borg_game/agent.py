@@ -7,6 +7,7 @@ checkpoint, report. Each step is a method of `Agent`, which holds what the loop 
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -33,7 +34,8 @@ from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
-from borg_game.status import AgentStatus
+from borg_game.status import AgentPhase, AgentStatus
+from borg_game.step_rate import RATE_WINDOW_SECONDS, WindowedRate
 from borg_game.telemetry import EpisodeRecord, EvalRecord, TrainingLog, TrainRecord
 
 
@@ -130,8 +132,8 @@ class Agent:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.train_rounds = 0
         self.last_report = 0.0
-        self.steps_at_start = self.state.step
-        self.started = self.episode_started = time.perf_counter()
+        self.step_rate = WindowedRate(RATE_WINDOW_SECONDS)
+        self.episode_started = time.perf_counter()
         logger.info(
             "agent {} on {} ({} actions, observations {}), device {}, starting at step {}",
             agent_id,
@@ -269,6 +271,9 @@ class Agent:
         settings, state = self.settings, self.state
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
+        # Evaluation pauses play, for minutes on Atari: say so, and report afresh after it.
+        self._publish(self.status(self.epsilon(), AgentPhase.EVALUATING))
+        self.last_report = 0.0
         scores = self.videos.record(
             state.step,
             state.best_eval,
@@ -321,24 +326,37 @@ class Agent:
         if not self.services.callbacks or now - self.last_report <= self.settings.status_interval:
             return
         self.last_report = now
-        status = self.status(epsilon)
+        self._publish(self.status(epsilon, self.phase()))
+
+    def _publish(self, status: AgentStatus) -> None:
         for callback in self.services.callbacks:
             callback.on_report(status)
 
-    def status(self, epsilon: float) -> AgentStatus:
-        """The agent's progress now."""
-        writer, sampler, returns = self.services.writer, self.services.sampler, self.recent_returns
+    def phase(self) -> AgentPhase:
+        """What the loop does at the current step, between evaluations."""
+        if not self.settings.learning:
+            return AgentPhase.PLAYING
+        return AgentPhase.FILLING if self.state.step < self.settings.learning_starts else AgentPhase.LEARNING
+
+    def status(self, epsilon: float, phase: AgentPhase) -> AgentStatus:
+        """The agent's progress now; marks the step counter for the windowed rate."""
+        writer, sampler, returns, state = self.services.writer, self.services.sampler, self.recent_returns, self.state
+        self.step_rate.mark(time.monotonic(), state.step)
         return AgentStatus(
             agent_id=self.agent_id,
-            step=self.state.step,
-            episodes=self.state.episode,
+            phase=phase,
+            step=state.step,
+            learning_starts=self.settings.learning_starts,
+            total_steps=self.settings.total_steps,
+            episodes=state.episode,
             last_return=returns[-1] if returns else None,
             mean_return=float(np.mean(returns)) if returns else None,
-            steps_per_second=(self.state.step - self.steps_at_start) / max(1e-9, time.perf_counter() - self.started),
+            steps_per_second=self.step_rate.per_second(),
             epsilon=epsilon,
             replay_size=sampler.size(),
             hive_pushed=sampler.hive_pushed,
             last_eval=self.result.last_eval,
+            best_eval=state.best_eval if math.isfinite(state.best_eval) else None,
             dropped=writer.dropped,
             push_errors=writer.push_errors,
             corrupt_entries=sampler.corrupt_entries,
