@@ -51,7 +51,6 @@ def test_agent_reports_filling_then_learning_and_its_evaluations(
     memory = build_replay_memory(settings, redis_client)
     recorder = StatusRecorder()
     services = AgentServices(
-        codec=memory.codec,
         writer=memory.writer,
         sampler=memory.sampler,
         training_log=TrainingLog(settings.run_id, "agent-0", []),

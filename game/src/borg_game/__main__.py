@@ -49,7 +49,6 @@ def main() -> int:
     writer = memory.writer
     training_log = build_training_log(settings, agent_id)
     services = AgentServices(
-        codec=memory.codec,
         writer=writer,
         sampler=memory.sampler,
         training_log=training_log,

@@ -24,7 +24,7 @@ from loguru import logger
 
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
-from borg_game.codec import Transition, TransitionCodec
+from borg_game.codec import Transition
 from borg_game.ddqn import linear_epsilon
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
@@ -43,7 +43,6 @@ from borg_game.telemetry import EpisodeRecord, EvalRecord, TrainingLog, TrainRec
 class AgentServices:
     """The I/O the agent loop talks to, built in `main()` from settings."""
 
-    codec: TransitionCodec
     writer: ReplayWriter
     sampler: ReplaySampler
     training_log: TrainingLog
@@ -173,7 +172,7 @@ class Agent:
         terminated: bool,
         truncated: bool,
     ) -> None:
-        """Encode the transition and queue it for the hive's memory; count the step."""
+        """Queue the transition for the hive's memory (the writer thread encodes it); count the step."""
         transition = Transition(
             state=observation,
             action=action,
@@ -186,7 +185,7 @@ class Agent:
             step=self.state.step,
             timestamp_ns=time.time_ns(),
         )
-        self.services.writer.add(self.services.codec.encode(transition))
+        self.services.writer.add_transition(transition)
         self.state.step += 1
 
     def end_episode(self, info: dict[str, Any], epsilon: float) -> None:

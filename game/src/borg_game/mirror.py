@@ -13,7 +13,7 @@ import numpy as np
 import redis
 from borg_common.throttle import ThrottledLog
 
-from borg_game.codec import CorruptTransitionError, TransitionCodec
+from borg_game.codec import CorruptTransitionError, StoredTransition, TransitionCodec
 from borg_game.mirror_store import IndexSampler, MirrorStore, UniformIndexSampler
 from borg_game.pull_script import PullScript
 from borg_game.replay import ReplayBatch
@@ -72,10 +72,12 @@ class MirrorSampler:
                 self._pushed = pushed
                 self._seen = new_seen
                 # LRANGE returned newest first; the ring wants oldest first.
-                first_slot = 0 if self._store is None else self._store.cursor
-                appended = sum(self._append(entry) for entry in reversed(entries))
-                if appended:
-                    self._index_sampler.added(first_slot, appended, self._capacity)
+                rows = [row for row in map(self._row, reversed(entries)) if row is not None]
+                if rows:
+                    store = self._store
+                    assert store is not None  # made by the first row
+                    first_slot = store.extend(rows, self._codec)
+                    self._index_sampler.added(first_slot, min(len(rows), self._capacity), self._capacity)
                 if self._seen >= self._pushed or time.monotonic() > deadline:
                     return True
         except redis.RedisError as error:
@@ -84,19 +86,19 @@ class MirrorSampler:
             )
             return False
 
-    def _append(self, entry: bytes) -> bool:
+    def _row(self, entry: bytes) -> StoredTransition | None:
+        """The entry as a row of the store (made at the first one), or None when skipped."""
         try:
             row = self._codec.stored(entry)
             if self._store is None:
                 self._store = MirrorStore(self._capacity, row.spec)
             elif row.spec is not self._store.spec and row.spec != self._store.spec:
                 raise CorruptTransitionError(f"observation {row.spec} differs from the hive's {self._store.spec}")
-            self._store.append(row, self._codec)
-            return True
+            return row
         except CorruptTransitionError as error:
             self._corrupt += 1
             self._skipped.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
-            return False
+            return None
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
         """Draws of the index sampler (uniform by default); None while fewer than `batch_size` are held."""

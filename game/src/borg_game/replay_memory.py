@@ -50,6 +50,9 @@ def build_replay_memory(
         settings.replay_capacity,
         batch_size=settings.push_batch_size,
         queue_size=settings.push_queue_size,
+        # Its own codec: the writer thread compresses while the sampler decompresses, and a
+        # zstd context must not be used by two threads at once.
+        codec=TransitionCodec(settings.compression_level, settings.max_transition_bytes),
     )
     client = pull_client or push_client
     priorities = None
