@@ -19,7 +19,7 @@ HELM := $(TOOLS)/helm
 KUBECHECK := $(TOOLS)/kubecheck
 
 .DEFAULT_GOAL := help
-.PHONY: help install run plot test test-docker lint proto lock clean kafka kafka-jars stack-tools up down soak docs docs-serve chart
+.PHONY: help install run plot test test-docker lint proto lock clean kafka kafka-jars stack-tools up down soak watch docs docs-serve chart
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ test: install kafka-jars stack-tools  ## every test, against real servers on loo
 	cd monitor && ../$(BIN)/python -m pytest
 	cd harness && ../$(BIN)/python -m pytest
 	$(BIN)/python -m pytest tests
+
+# `make watch AGENT=<agent_id>` (default: the best-scoring model), ENV=<env_id> to pick among envs.
+AGENT ?=
+watch: install  ## play an agent's best model: a window when $DISPLAY is set, else an MP4 (AGENT=, ENV=)
+	$(BIN)/python -m borg_game.watch $(if $(AGENT),--agent $(AGENT)) $(if $(ENV),--env $(ENV))
 
 # As root on Debian bookworm: installs and starts Debian's Docker engine (stopped again after),
 # builds stand-in base images from Debian packages (harness/docker/README.md), the images with
@@ -124,7 +129,7 @@ clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and m
 
 # --- benchmarks (docs/benchmarks.md): programs that print ratios measured side by side ---
 BENCH_ARGS ?=
-.PHONY: bench bench-learn bench-pong bench-tools lint-bench
+.PHONY: bench bench-learn bench-pong bench-scale bench-video bench-tools lint-bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed game/pyproject.toml
 	$(BIN)/python -m pip install --quiet -c constraints.txt --group game/pyproject.toml:bench
@@ -140,6 +145,12 @@ bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's 
 
 bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluation mean of 18 (curve PNG + TensorBoard)
 	$(BIN)/python game/benchmarks/pong_learning.py --agents $(AGENTS) $(BENCH_ARGS)
+
+bench-video: install  ## what recording evaluation videos costs: Pong and CartPole steps/s off, idle, recording
+	$(BIN)/python game/benchmarks/video_recording.py $(BENCH_ARGS)
+
+bench-scale: install  ## N simulated agents (1, 2, 4, 8, ...) on one Redis, then a primary + 2 read replicas (~3 min)
+	$(BIN)/python game/benchmarks/scale.py $(BENCH_ARGS)
 
 lint-bench: install  ## mypy --strict on the benchmark programs (ruff checks them with game/)
 	cd game && ../$(BIN)/mypy benchmarks

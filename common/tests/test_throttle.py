@@ -26,12 +26,13 @@ def test_a_repeated_warning_is_logged_once_per_interval_and_the_rest_counted(lin
 
 
 def test_the_next_line_says_how_many_were_held_back(lines: list[str]) -> None:
-    throttle = ThrottledLog(interval_seconds=0.0)
+    now = [100.0]
+    throttle = ThrottledLog(interval_seconds=60.0, clock=lambda: now[0])
     throttle.error("first")
-    throttle._last = float("inf")  # hold the next ones back, as within an interval
+    now[0] += 30.0  # within the interval: held back
     throttle.error("held")
     throttle.error("held")
-    throttle._last = float("-inf")  # the interval has passed
+    now[0] += 31.0  # the interval has passed
     throttle.error("again")
     assert lines == ["ERROR first", "ERROR again (2 more like it since the last such line)"]
     assert throttle.suppressed == 0

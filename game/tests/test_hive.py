@@ -16,6 +16,7 @@ import torch
 
 from borg_game import transition_pb2 as pb
 from borg_game.checkpoint import env_model_store, list_checkpoints
+from borg_game.hive import tensorboard_hint
 from tests.conftest import agent_environment
 
 # CartPole-v1 runs with its preset (SB3 rl-zoo's DQN hyperparameters, borg_game.settings.ENV_PRESETS).
@@ -244,3 +245,8 @@ def test_agents_of_one_hive_run_with_their_own_settings(tmp_path: Path) -> None:
         assert {record["eval_epsilon"] for record in evals} == {eval_epsilon}
         # ape_x with N=2: agent 0 explores at 0.4, agent 1 at 0.4 ** 8.
         assert {record["epsilon"] for record in records if "epsilon" in record} == {0.4 ** (1 + 7 * index)}
+
+
+def test_tensorboard_hint_names_the_directory_or_says_it_is_off() -> None:
+    assert tensorboard_hint(Path("runs")) == "TensorBoard: tensorboard --logdir runs"
+    assert tensorboard_hint(None) == "TensorBoard off (CONFIG_tensorboard_dir is empty)"

@@ -19,7 +19,7 @@ from borg_game.plot import (
     read_records,
     run_curves,
 )
-from borg_game.telemetry import JsonLinesSink, TrainingLog
+from borg_game.telemetry import EpisodeRecord, EvalRecord, JsonLinesSink, TrainingLog
 
 
 def write_run(path: Path, run_id: str, agents: int = 2, episodes: int = 30) -> None:
@@ -29,27 +29,29 @@ def write_run(path: Path, run_id: str, agents: int = 2, episodes: int = 30) -> N
     for episode in range(1, episodes + 1):
         for log in logs:
             hive_step += 20
-            log.record(
-                "episode",
-                env_id="CartPole-v1",
-                episode=episode,
-                episode_return=float(10 + episode),
-                episode_length=20,
-                epsilon=0.5,
-                agent_step=20 * episode,
-                hive_step=hive_step,
-                steps_per_second=100.0,
+            log.write(
+                EpisodeRecord(
+                    env_id="CartPole-v1",
+                    episode=episode,
+                    episode_return=float(10 + episode),
+                    episode_length=20,
+                    epsilon=0.5,
+                    agent_step=20 * episode,
+                    hive_step=hive_step,
+                    steps_per_second=100.0,
+                )
             )
             if episode % 10 == 0:
-                log.record(
-                    "eval",
-                    env_id="CartPole-v1",
-                    agent_step=20 * episode,
-                    eval_return_mean=float(100 + episode),
-                    eval_return_std=1.0,
-                    eval_episodes=5,
-                    eval_epsilon=0.0,
-                    repeat_action_probability=0.0,
+                log.write(
+                    EvalRecord(
+                        env_id="CartPole-v1",
+                        agent_step=20 * episode,
+                        eval_return_mean=float(100 + episode),
+                        eval_return_std=1.0,
+                        eval_episodes=5,
+                        eval_epsilon=0.0,
+                        repeat_action_probability=0.0,
+                    )
                 )
     for log in logs:
         log.close()

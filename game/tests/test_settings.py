@@ -35,6 +35,26 @@ def test_inconsistent_epsilon_schedule_is_refused() -> None:
         load_settings({"CONFIG_epsilon_start": "0.1", "CONFIG_epsilon_end": "0.5"}, env_file=None)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expectation"),
+    [
+        ("priority_alpha", "1.5", "less than or equal to 1"),
+        ("priority_beta_start", "-0.1", "greater than or equal to 0"),
+        ("priority_epsilon", "0", "greater than 0"),
+        ("priority_beta_steps", "0", "greater than or equal to 1"),
+    ],
+)
+def test_prioritized_replay_settings_out_of_range_name_the_key(key: str, value: str, expectation: str) -> None:
+    with pytest.raises(SettingsError, match=rf"CONFIG_{key}='{value}'.*{expectation}"):
+        load_settings({f"CONFIG_{key}": value}, env_file=None)
+
+
+def test_prioritized_replay_on_the_direct_sampler_is_refused() -> None:
+    with pytest.raises(SettingsError, match="prioritized_replay needs replay_sampling=mirror"):
+        load_settings({"CONFIG_prioritized_replay": "true", "CONFIG_replay_sampling": "direct"}, env_file=None)
+    assert load_settings({"CONFIG_prioritized_replay": "true"}, env_file=None).prioritized_replay
+
+
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("CONFIG_seed=11\nCONFIG_batch_size=16\nKAFKA_VERSION=4.1.0\n")

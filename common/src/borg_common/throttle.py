@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -19,8 +20,9 @@ class ThrottledLog:
         suppressed: calls held back since the last line that was logged.
     """
 
-    def __init__(self, interval_seconds: float) -> None:
+    def __init__(self, interval_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval_seconds
+        self._clock = clock
         self._last = -math.inf
         self._lock = threading.Lock()  # the replay writer's thread and the agent loop share some
         self.occurrences = 0
@@ -36,7 +38,7 @@ class ThrottledLog:
 
     def _log(self, level: str, message: str, args: tuple[Any, ...]) -> bool:
         # A logged line says how many were held back since the previous one.
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self.occurrences += 1
             if now - self._last < self._interval:

@@ -11,7 +11,7 @@ from loguru import logger
 
 from borg_game.agent import AgentServices, run_agent
 from borg_game.identity import IndexLease
-from borg_game.redis_access import RedisRefusedError, connect_redis
+from borg_game.redis_access import RedisRefusedError, connect_redis, open_read_replica
 from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import SettingsError, load_settings
 from borg_game.status import StatusBoard
@@ -33,6 +33,8 @@ def main() -> int:
 
     try:
         client = connect_redis(settings.redis_url, stop)
+        # Pulls go to the read replica when there is one; pushes and the status board stay on the primary.
+        read_client = client if settings.redis_read_url is None else open_read_replica(settings.redis_read_url)
     except RedisRefusedError as error:
         print(f"borg-game: {error}", file=sys.stderr)
         return 2
@@ -45,15 +47,15 @@ def main() -> int:
     logger.configure(extra={"agent": agent_id})
     logger.info("settings: {}", settings.public_dump())
 
-    memory = build_replay_memory(settings, client)
+    memory = build_replay_memory(settings, client, read_client)
     writer = memory.writer
     training_log = build_training_log(settings, agent_id)
     services = AgentServices(
-        codec=memory.codec,
         writer=writer,
         sampler=memory.sampler,
         training_log=training_log,
         callbacks=[StatusBoard(client, settings.run_id, agent_id)],
+        priorities=memory.priorities,
     )
     started = time.monotonic()
     try:

@@ -82,6 +82,17 @@ def incompatibilities(saved: Mapping[str, Any], expected: Mapping[str, Any]) -> 
     ]
 
 
+class CheckpointMismatchError(ValueError):
+    """A model was written for another environment or network than the one it is loaded into."""
+
+
+def check_compatible(saved: Mapping[str, Any], expected: Mapping[str, Any], path: Path) -> None:
+    """Raise CheckpointMismatchError naming every difference between saved and expected."""
+    differences = incompatibilities(saved, expected)
+    if differences:
+        raise CheckpointMismatchError(f"{path} does not fit ({'; '.join(differences)})")
+
+
 def load_newest(store: Path, compatibility: Mapping[str, Any], agent_id: str | None = None) -> dict[str, Any] | None:
     """The newest readable, compatible checkpoint in the store (`agent_id`'s own first), or None.
 

@@ -25,11 +25,28 @@ def double_dqn_targets(
     return rewards + gamma * (1.0 - terminated) * next_values
 
 
+def taken_action_values(q_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) of the actions taken, one per row."""
+    return q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+
+
 def td_loss(q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Huber loss between Q(s, a) of the actions taken and their (constant) TD targets."""
-    chosen_q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+    chosen_q = taken_action_values(q_values, actions)
     # Huber: quadratic near zero, linear for large errors, so rare big TD errors do not explode gradients.
     return functional.smooth_l1_loss(chosen_q, targets.detach())
+
+
+def weighted_td_loss(
+    q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prioritized replay's loss: the mean of each transition's Huber loss times its
+    importance-sampling weight, and each transition's |TD error| (detached) for its new priority."""
+    chosen_q = taken_action_values(q_values, actions)
+    td_errors = targets.detach() - chosen_q
+    # The weights undo the bias of drawing high-error transitions more often (Schaul et al. 2016).
+    loss = (functional.smooth_l1_loss(chosen_q, targets.detach(), reduction="none") * weights).mean()
+    return loss, td_errors.detach().abs()
 
 
 def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -18,15 +19,21 @@ def make_env(
     repeat_action_probability: float = 0.25,
     frame_stack: int = 4,
     noop_max: int = 30,
+    render_mode: str | None = None,
 ) -> gym.Env[Any, Any]:
-    """Build one environment; its observations are what the agent stores and learns from."""
+    """Build one environment; its observations are what the agent stores and learns from.
+
+    `render_mode` ('rgb_array' for videos, 'human' for a window) changes no observation.
+    """
     if is_atari(env_id):
         import ale_py
 
         gym.register_envs(ale_py)
         # frameskip=1 here: AtariPreprocessing does the skipping (with max-pooling over the
         # last two frames); skipping twice would play every 16th frame.
-        env = gym.make(env_id, frameskip=1, repeat_action_probability=repeat_action_probability)
+        env = gym.make(
+            env_id, frameskip=1, repeat_action_probability=repeat_action_probability, render_mode=render_mode
+        )
         # First wrapper, so the episode statistics are the real game score and length.
         env = gym.wrappers.RecordEpisodeStatistics(env)
         env = gym.wrappers.AtariPreprocessing(
@@ -34,7 +41,11 @@ def make_env(
         )
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     else:
-        env = gym.make(env_id)
+        if render_mode == "rgb_array":
+            # pygame (classic control) draws off screen here; without a driver set, SDL probes
+            # for a display and prints an error on every headless host.
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        env = gym.make(env_id, render_mode=render_mode)
         env = gym.wrappers.RecordEpisodeStatistics(env)
     env.action_space.seed(seed)
     if not isinstance(env.action_space, gym.spaces.Discrete):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-from borg_game.ddqn import double_dqn_targets, td_loss
+from borg_game.ddqn import double_dqn_targets, td_loss, weighted_td_loss
 from borg_game.networks import build_q_network
 from borg_game.replay import ReplayBatch
 from borg_game.settings import Settings
@@ -29,6 +30,7 @@ class TrainStats:
     loss: float
     mean_q: float
     grad_norm: float
+    td_errors: npt.NDArray[np.float32] | None = None  # |TD error| per row, for a batch with weights
 
 
 class DoubleDQNLearner:
@@ -71,7 +73,13 @@ class DoubleDQNLearner:
                 gamma=self.settings.gamma,
             )
         q_values = self.q_network(observations)
-        loss = td_loss(q_values, actions, targets)
+        td_errors = None
+        if batch.weights is None:
+            loss = td_loss(q_values, actions, targets)
+        else:
+            # Prioritized draws: importance-sampling weights in the loss, |TD errors| back out.
+            weights = torch.as_tensor(batch.weights, device=device)
+            loss, td_errors = weighted_td_loss(q_values, actions, targets, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         grad_norm = nn.utils.clip_grad_norm_(self.q_network.parameters(), self.settings.max_grad_norm)
@@ -80,6 +88,7 @@ class DoubleDQNLearner:
             loss=float(loss.item()),
             mean_q=float(q_values.detach().mean().item()),
             grad_norm=float(grad_norm.item()),
+            td_errors=None if td_errors is None else td_errors.cpu().numpy(),
         )
 
     def update_target(self) -> None:

@@ -36,6 +36,8 @@ class ReplayBatch(NamedTuple):
     timestamps_ns: npt.NDArray[np.int64]
     # Rows of the sampler's store the batch came from (for per-row priorities); None when it has none.
     indices: npt.NDArray[np.int64] | None = None
+    # Importance-sampling weights of prioritized draws, one per row; None: all rows weigh the same.
+    weights: npt.NDArray[np.float32] | None = None
 
 
 class ReplaySampler(Protocol):

@@ -14,6 +14,7 @@ from borg_game.codec import TransitionCodec
 from borg_game.direct_sampler import DirectSampler
 from borg_game.mirror import MirrorSampler
 from borg_game.mirror_store import IndexSampler
+from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
@@ -26,6 +27,8 @@ class ReplayMemory:
     codec: TransitionCodec
     writer: ReplayWriter
     sampler: ReplaySampler
+    # The mirror's priorities when CONFIG_prioritized_replay is on: the learner's TD errors go here.
+    priorities: PrioritizedIndexSampler | None = None
 
 
 def build_replay_memory(
@@ -36,7 +39,8 @@ def build_replay_memory(
 ) -> ReplayMemory:
     """The writer and the sampler chosen by CONFIG_replay_sampling, over one codec.
 
-    `index_sampler` picks the mirror's rows (uniform when None); the direct sampler has none.
+    `index_sampler` picks the mirror's rows (when None: by priority if CONFIG_prioritized_replay,
+    else uniform); the direct sampler has none.
     """
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
     writer = ReplayWriter(
@@ -46,8 +50,20 @@ def build_replay_memory(
         settings.replay_capacity,
         batch_size=settings.push_batch_size,
         queue_size=settings.push_queue_size,
+        # Its own codec: the writer thread compresses while the sampler decompresses, and a
+        # zstd context must not be used by two threads at once.
+        codec=TransitionCodec(settings.compression_level, settings.max_transition_bytes),
     )
     client = pull_client or push_client
+    priorities = None
+    if index_sampler is None and settings.prioritized_replay:
+        index_sampler = priorities = PrioritizedIndexSampler(
+            settings.replay_capacity,
+            alpha=settings.priority_alpha,
+            beta_start=settings.priority_beta_start,
+            beta_steps=settings.priority_beta_steps,
+            epsilon=settings.priority_epsilon,
+        )
     sampler: ReplaySampler
     if settings.replay_sampling == "direct":
         sampler = DirectSampler(client, settings.env_replay_key, settings.env_push_counter_key, codec)
@@ -60,4 +76,4 @@ def build_replay_memory(
             codec,
             index_sampler=index_sampler,
         )
-    return ReplayMemory(codec=codec, writer=writer, sampler=sampler)
+    return ReplayMemory(codec=codec, writer=writer, sampler=sampler, priorities=priorities)

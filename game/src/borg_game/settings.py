@@ -129,6 +129,9 @@ class Settings(SharedSettings):
     torch_threads: int = Field(1, ge=0, description="CPU threads per agent for torch (0: torch's default).")
 
     # --- shared replay memory (redis_url, replay_key, push_counter_key, replay_capacity: shared)
+    redis_read_url: str | None = Field(
+        None, description="A read replica of redis_url for the mirror's pulls (same password); unset: the primary."
+    )
     replay_sampling: Literal["mirror", "direct"] = Field(
         "mirror", description="mirror: sample a local copy pulled incrementally; direct: LINDEX from Redis."
     )
@@ -137,6 +140,21 @@ class Settings(SharedSettings):
         10_000, ge=1, description="Transitions waiting to be pushed; beyond it they are counted as dropped."
     )
     mirror_sync_interval: int = Field(1, ge=1, description="Training rounds between two mirror pulls.")
+    prioritized_replay: bool = Field(
+        False, description="Draw from the mirror by this agent's TD errors (Schaul et al. 2016), not uniformly."
+    )
+    priority_alpha: float = Field(
+        0.6, ge=0.0, le=1.0, description="Priority exponent: priority = (|TD error| + epsilon) ** alpha; 0 is uniform."
+    )
+    priority_beta_start: float = Field(
+        0.4, ge=0.0, le=1.0, description="Importance-sampling exponent at step 0, annealed linearly to 1."
+    )
+    priority_beta_steps: int = Field(
+        5_000_000, ge=1, description="Agent steps over which the importance-sampling exponent reaches 1."
+    )
+    priority_epsilon: float = Field(
+        1e-6, gt=0.0, description="Added to |TD error| so that no transition's priority is zero."
+    )
     compression_level: int = Field(3, ge=1, le=22, description="zstd level for observations.")
     max_transition_bytes: int = Field(
         4_000_000, ge=1024, description="Stored entries longer than this are skipped as corrupt, unparsed."
@@ -146,6 +164,15 @@ class Settings(SharedSettings):
     eval_interval: int = Field(50_000, ge=0, description="Agent steps between evaluations (0: never).")
     eval_episodes: int = Field(5, ge=1, description="Episodes per evaluation.")
     eval_epsilon: float = Field(0.01, ge=0.0, le=1.0, description="Exploration rate while evaluating.")
+    record_video: bool = Field(
+        True, description="Keep videos of evaluation episodes as MP4 in model_store/videos and GIF in TensorBoard."
+    )
+    video_every_evals: int = Field(
+        10, ge=0, description="Also keep the video of every Kth evaluation (0: the first and each new best only)."
+    )
+    video_max_frames: int = Field(
+        10_000, ge=1, description="Frames recorded per video at most; the episode plays on unrecorded beyond."
+    )
 
     # --- checkpoints -------------------------------------------------------------------
     model_store: Path = Field(Path("models"), description="Folder of checkpoints, shared by the hive.")
@@ -172,15 +199,34 @@ class Settings(SharedSettings):
             return tuple(int(part) for part in text.split(",") if part.strip())
         return value
 
-    @field_validator("tensorboard_dir", "training_log_file", "agent_index", "agent_id", mode="before")
+    @field_validator(
+        "tensorboard_dir",
+        "training_log_file",
+        "agent_index",
+        "agent_id",
+        "redis_read_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _check_read_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://[:PASSWORD@]HOST:PORT/DB URL of a read replica, or empty")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.epsilon_end > self.epsilon_start:
             raise ValueError(f"epsilon_end ({self.epsilon_end}) must not exceed epsilon_start ({self.epsilon_start})")
+        if self.prioritized_replay and self.replay_sampling != "mirror":
+            raise ValueError(
+                f"prioritized_replay needs replay_sampling=mirror (priorities live on the local mirror), "
+                f"got replay_sampling={self.replay_sampling}"
+            )
         if any(size <= 0 for size in self.mlp_hidden_sizes):
             raise ValueError(f"mlp_hidden_sizes must be positive integers, got {self.mlp_hidden_sizes}")
         return self

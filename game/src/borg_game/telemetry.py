@@ -150,6 +150,17 @@ class TensorBoardSink:
             if isinstance(value, int | float):
                 self._writer.add_scalar(tag, value, step)
 
+    def add_animation(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
+        """Add an animated GIF, which TensorBoard plays in its Images tab (its "video")."""
+        # What SummaryWriter.add_video writes, without its moviepy 1.x dependency.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        file_writer = self._writer.file_writer
+        if file_writer is None:
+            raise RuntimeError(f"the TensorBoard writer is closed; cannot add {tag} at step {step}")
+        file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def close(self) -> None:
         """Flush event files."""
         self._writer.close()
@@ -196,6 +207,12 @@ class TrainingLog:
             except Exception as error:
                 self._sink_failures.warning("telemetry sink {} failed: {}", type(sink).__name__, error)
         return message
+
+    def add_animation(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
+        """Hand an animated GIF (an evaluation video) to the sinks that show images: TensorBoard's."""
+        for sink in self._sinks:
+            if isinstance(sink, TensorBoardSink):
+                sink.add_animation(tag, gif, height, width, step)
 
     def close(self) -> None:
         """Close every sink."""
