@@ -19,9 +19,9 @@ from tests.conftest import TopicReader, schema_errors, spawn_monitor, wait_for
 def push(client: redis.Redis, count: int, size: int = 1_000) -> None:
     """Push as the agents do: LPUSH + LTRIM + INCRBY of the counter in one transaction."""
     pipe = client.pipeline(transaction=True)
-    pipe.lpush("transitions", *[os.urandom(size) for _ in range(count)])
-    pipe.ltrim("transitions", 0, 4_999)
-    pipe.incrby("transitions:pushed", count)
+    pipe.lpush("transitions:ALE/Pong-v5", *[os.urandom(size) for _ in range(count)])
+    pipe.ltrim("transitions:ALE/Pong-v5", 0, 4_999)
+    pipe.incrby("transitions:pushed:ALE/Pong-v5", count)
     pipe.execute()
 
 

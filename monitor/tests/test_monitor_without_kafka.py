@@ -14,7 +14,7 @@ def test_without_kafka_the_monitor_logs_its_readings_and_never_imports_kafka(
 ) -> None:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
-    client.lpush("transitions", *[b"x" * 100 for _ in range(30)])
+    client.lpush("transitions:ALE/Pong-v5", *[b"x" * 100 for _ in range(30)])
     # A confluent_kafka that cannot be imported, first on the path: the monitor must not need it.
     blocker = tmp_path / "blocker" / "confluent_kafka"
     blocker.mkdir(parents=True)
