@@ -186,7 +186,7 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
         client = redis.Redis.from_url(server.url)
 
         def pushed() -> int:
-            return int(client.get("transitions:pushed") or 0)
+            return int(client.get("transitions:pushed:CartPole-v1") or 0)
 
         # Warm-up: both agents play, learn and push; then a stretch with everything up.
         wait_for(lambda: all(len(read_jsonl(log)) > 30 for log in logs.values()), 300, "the agents to play", processes)
