@@ -368,6 +368,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds before a run is stopped")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--figure", type=Path, default=FIGURE_FILE, help="PNG of the curves")
+    parser.add_argument(
+        "--runs-file",
+        type=Path,
+        default=REPO_ROOT / "bench-learn-runs.jsonl",
+        help="each finished run of this benchmark goes here (JSON lines), so a stopped one keeps what it ran",
+    )
+    parser.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="run nothing: summarize the runs of --runs-file (the table, the PNG, bench-results.json)",
+    )
     parser.add_argument("--sb3-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--log", default="", help=argparse.SUPPRESS)
@@ -394,11 +405,40 @@ def configurations(args: argparse.Namespace) -> list[Configuration]:
     return [Configuration(agents, replay, scheme) for agents in sizes for replay in replays for scheme in schemes]
 
 
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any]) -> None:
+    """The summary table, the goal's verdict, bench-results.json and the PNG, from finished runs."""
+    runs.sort(
+        key=lambda run: (
+            run["config"] == "sb3",
+            int(run["config"].split("-")[1]) if run["config"] != "sb3" else 0,
+            run["config"],
+            run["seed"],
+        )
+    )
+    summary = summarize_configs(runs)
+    goal = judge_goal(summary)
+    print_summary(summary, goal)
+    results = {
+        "cartpole": summary,
+        "cartpole_goal": goal,
+        "cartpole_runs": runs,
+        "steps_per_agent": sorted({run["steps_per_agent"] for run in runs}),
+        "seeds": sorted({run["seed"] for run in runs}),
+        **extra,
+    }
+    write_results("cartpole_learning", results, args.output)
+    plot_curves(runs, args.figure)
+    print(f"\nresults merged into {args.output}; curves in {args.figure}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every configuration (and SB3) for every seed; print and save the summary, the table and the PNG."""
     args = parse_args(argv)
     if args.sb3_worker:
         return sb3_worker(args)
+    if args.summarize_only:
+        report([json.loads(line) for line in args.runs_file.read_text().splitlines() if line], args, {})
+        return 0
     seeds = [int(seed) for seed in args.seeds.split(",")]
     grid: list[Configuration | None] = [*configurations(args), *([] if args.no_sb3 else [None])]
     machine = describe_machine()
@@ -409,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     jobs = [(config, seed) for seed in seeds for config in grid]  # seeds outermost: a busy spell hits every config
     started = time.time()
+    lock = threading.Lock()
+    args.runs_file.write_text("")  # this benchmark's runs only
 
     with tempfile.TemporaryDirectory(prefix="borg-bench-learn-") as scratch, LoadSampler() as load:
 
@@ -424,29 +466,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run['later_evaluations']}; run {run['wall_seconds']:.0f} s, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            run["steps_per_agent"] = args.steps_per_agent
+            with lock, args.runs_file.open("a", encoding="utf-8") as runs_file:
+                runs_file.write(json.dumps(run) + "\n")
             return run
 
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
             runs = list(pool.map(run_job, jobs))
-    order = [config.name if config else "sb3" for config in grid]
-    runs.sort(key=lambda run: (order.index(run["config"]), run["seed"]))
-    summary = summarize_configs(runs)
-    goal = judge_goal(summary)
-    print_summary(summary, goal)
-    results = {
-        "cartpole": summary,
-        "cartpole_goal": goal,
-        "cartpole_runs": runs,
-        "steps_per_agent": args.steps_per_agent,
-        "seeds": seeds,
+    extra = {
         "parallel_runs": args.parallel,
         "bench_learn_seconds": time.time() - started,
         "load_average_1m_during": load.summary(),
         "machine": machine,
     }
-    write_results("cartpole_learning", results, args.output)
-    plot_curves(runs, args.figure)
-    print(f"\nresults merged into {args.output}; curves in {args.figure}")
+    report(runs, args, extra)
     return 0
 
 
