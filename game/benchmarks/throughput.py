@@ -740,8 +740,8 @@ class PlayThreadEncodingWriter(ReplayWriter):
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         super().__init__(
             client,
-            settings.replay_key,
-            settings.push_counter_key,
+            settings.env_replay_key,
+            settings.env_push_counter_key,
             settings.replay_capacity,
             batch_size=settings.push_batch_size,
             queue_size=settings.push_queue_size,
@@ -761,7 +761,7 @@ def time_agent(
     `encode_on_play_thread` swaps in the previous writer path, for a before/after in one run.
     """
     client = redis.Redis.from_url(settings.redis_url)
-    client.delete(settings.replay_key, settings.push_counter_key)
+    client.delete(settings.env_replay_key, settings.env_push_counter_key)
     memory = build_replay_memory(settings, client)
     if encode_on_play_thread:
         memory.writer.close()

@@ -24,8 +24,8 @@ from loguru import logger
 
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
-from borg_game.codec import Transition
-from borg_game.ddqn import linear_epsilon
+from borg_game.codec import ObservationSpec, Transition
+from borg_game.ddqn import ape_x_epsilon, linear_epsilon
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
@@ -120,6 +120,9 @@ class Agent:
         assert self.env.observation_space.shape is not None  # make_env checked: a Box
         observation_shape = tuple(self.env.observation_space.shape)
         self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]
+        observation_dtype = self.env.observation_space.dtype
+        assert observation_dtype is not None  # a Box has one
+        services.sampler.expect(ObservationSpec(observation_shape, np.dtype(observation_dtype)))
         device = select_device(settings.device)
         self.learner = DoubleDQNLearner(observation_shape, self.num_actions, settings, device)
         self.checkpointer = Checkpointer(
@@ -151,8 +154,12 @@ class Agent:
         return np.asarray(observation)
 
     def epsilon(self) -> float:
-        """The exploration rate at the current step."""
+        """The exploration rate at the current step, by CONFIG_exploration."""
         settings = self.settings
+        if settings.exploration == "ape_x":
+            return ape_x_epsilon(
+                settings.agent_index or 0, settings.hive_size, settings.ape_x_epsilon, settings.ape_x_alpha
+            )
         return linear_epsilon(
             self.state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps
         )
@@ -256,6 +263,7 @@ class Agent:
             mean_q=mean_q,
             grad_norm=grad_norm,
             learning_rate=self.settings.learning_rate,
+            epsilon=self.epsilon(),
             replay_sample_age_seconds=sample_age_seconds,
             replay_size=sampler.size(),
             dropped_transitions=writer.dropped,
@@ -296,6 +304,7 @@ class Agent:
             eval_episodes=len(scores),
             eval_epsilon=settings.eval_epsilon,
             repeat_action_probability=settings.repeat_action_probability,
+            epsilon=self.epsilon(),
         )
         self.services.training_log.write(record)
         for callback in self.services.callbacks:

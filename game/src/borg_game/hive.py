@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.env_id:
         environment["CONFIG_env_id"] = args.env_id
     environment.setdefault("CONFIG_run_id", f"local-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    # Every agent knows the hive's size: the N of CONFIG_exploration=ape_x.
+    for key in [key for key in environment if key.upper() == "CONFIG_HIVE_SIZE"]:
+        del environment[key]
+    environment["CONFIG_hive_size"] = str(args.agents)
     config_keys = {key.upper(): key for key in environment if key.upper().startswith("CONFIG_")}
     try:  # fail here, once, rather than in N children
         settings = load_settings({key: environment[key] for key in config_keys.values()}, env_file=None)

@@ -13,7 +13,7 @@ import numpy as np
 import redis
 from borg_common.throttle import ThrottledLog
 
-from borg_game.codec import CorruptTransitionError, StoredTransition, TransitionCodec
+from borg_game.codec import CorruptTransitionError, ObservationSpec, StoredTransition, TransitionCodec
 from borg_game.mirror_store import IndexSampler, MirrorStore, UniformIndexSampler
 from borg_game.pull_script import PullScript
 from borg_game.replay import ReplayBatch
@@ -42,7 +42,8 @@ class MirrorSampler:
         self._pull_chunk = pull_chunk
         self._max_pull_seconds = max_pull_seconds
         self._pull = PullScript(client, key, counter_key)
-        self._store: MirrorStore | None = None  # made at the first entry, which fixes the shape
+        # Made by `expect` (the agent's env fixes the shape), else at the first entry pulled.
+        self._store: MirrorStore | None = None
         self._seen = 0
         self._pushed = 0
         self._corrupt = 0
@@ -58,6 +59,11 @@ class MirrorSampler:
     def corrupt_entries(self) -> int:
         """Entries skipped on pull: undecodable, or of another observation shape than the hive's."""
         return self._corrupt
+
+    def expect(self, spec: ObservationSpec) -> None:
+        """Hold only observations of `spec`, the agent's own env's; other entries are skipped and counted."""
+        if self._store is None or self._store.spec != spec:
+            self._store = MirrorStore(self._capacity, spec)
 
     def size(self) -> int:
         """Transitions held locally."""
@@ -93,7 +99,7 @@ class MirrorSampler:
             if self._store is None:
                 self._store = MirrorStore(self._capacity, row.spec)
             elif row.spec is not self._store.spec and row.spec != self._store.spec:
-                raise CorruptTransitionError(f"observation {row.spec} differs from the hive's {self._store.spec}")
+                raise CorruptTransitionError(f"observation {row.spec} differs from this agent's {self._store.spec}")
             return row
         except CorruptTransitionError as error:
             self._corrupt += 1
