@@ -129,7 +129,7 @@ clean:  ## remove local run state (embedded Redis data, logs); keeps runs/ and m
 
 # --- benchmarks (docs/benchmarks.md): programs that print ratios measured side by side ---
 BENCH_ARGS ?=
-.PHONY: bench bench-learn bench-pong bench-video bench-tools lint-bench
+.PHONY: bench bench-learn bench-pong bench-scale bench-video bench-tools lint-bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed game/pyproject.toml
 	$(BIN)/python -m pip install --quiet -c constraints.txt --group game/pyproject.toml:bench
@@ -148,6 +148,9 @@ bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluat
 
 bench-video: install  ## what recording evaluation videos costs: Pong and CartPole steps/s off, idle, recording
 	$(BIN)/python game/benchmarks/video_recording.py $(BENCH_ARGS)
+
+bench-scale: install  ## N simulated agents (1, 2, 4, 8, ...) on one Redis, then a primary + 2 read replicas (~3 min)
+	$(BIN)/python game/benchmarks/scale.py $(BENCH_ARGS)
 
 lint-bench: install  ## mypy --strict on the benchmark programs (ruff checks them with game/)
 	cd game && ../$(BIN)/mypy benchmarks

@@ -152,7 +152,7 @@ def test_game_scales_with_distinct_replicas(compose_model: dict[str, Any]) -> No
     game = compose_model["services"]["game"]
     for fixed in ("container_name", "hostname", "ports"):
         assert fixed not in game, f"game sets {fixed}: `--scale game=N` would collide"
-    # Agent ids default to '<hostname>-<index>' with the index from Redis: replicas differ.
+    # Agent ids default to 'agent-<index>' with the index leased in Redis: replicas differ.
     environment = game["environment"]
     assert "CONFIG_agent_index" not in environment and "CONFIG_agent_id" not in environment
 

@@ -105,8 +105,9 @@ def test_bases_are_pinned_slim_python_of_the_tested_version(service: str) -> Non
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_multi_stage_final_image_copies_the_built_venv_only(service: str) -> None:
-    builder, *_, final = stages(service)
-    assert len(stages(service)) >= 2 and builder.name == "builder" and final.name is None
+    all_stages = stages(service)
+    final = all_stages[-1]
+    assert len(all_stages) >= 2 and "builder" in {stage.name for stage in all_stages} and final.name is None
     assert not any("pip install" in run for run in final.values("RUN")), "no installs in the final stage"
     copies = final.values("COPY")
     assert copies == ["--from=builder /opt/venv /opt/venv"], "only the venv comes into the final image"
@@ -129,12 +130,26 @@ def test_every_pip_install_uses_the_tested_pins(service: str) -> None:
     assert installs
     for run in installs:
         for command in re.findall(r"pip install[^&;]*", run):
-            assert "-c constraints.txt" in command, command
+            # torch-constraints.txt: the torch lines of constraints.txt (game/Dockerfile's torch-pins)
+            assert "-c constraints.txt" in command or "-c torch-constraints.txt" in command, command
     assert any(f"./{service}" in run for run in installs), "installs the service from its pyproject"
 
 
+def test_torch_pins_are_cut_from_constraints_txt() -> None:
+    pins = next(stage for stage in stages("game") if stage.name == "torch-pins")
+    (cut,) = pins.values("RUN")
+    assert "grep" in cut and "/constraints.txt > /torch-constraints.txt" in cut
+    pattern = re.search(r"'(\^\(.*?\)==)'", cut)
+    assert pattern, cut
+    lines = (REPO_ROOT / "constraints.txt").read_text().splitlines()
+    kept = [line for line in lines if re.match(pattern.group(1), line, flags=re.IGNORECASE)]
+    assert any(line.startswith("torch==") for line in kept), "torch's own pin is in the cut"
+
+
 def test_game_generates_its_protobuf_code_at_build_time() -> None:
-    builder, *_, final = stages("game")
+    game_stages = stages("game")
+    builder = next(stage for stage in game_stages if stage.name == "builder")
+    final = game_stages[-1]
     runs = " ".join(builder.values("RUN"))
     assert "grpc_tools.protoc" in runs and "proto/transition.proto" in runs
     assert "--python_out=game/src/borg_game" in runs

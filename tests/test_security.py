@@ -318,11 +318,11 @@ def monitor_defaults() -> MonitorSettings:
 
 def fill_replay(client: redis.Redis, settings: MonitorSettings) -> None:
     """What a hive leaves in Redis: transitions, the push counter, two agents' status keys."""
-    client.lpush(settings.replay_key, *[bytes([index]) * 500 for index in range(10)])
-    client.set(settings.push_counter_key, 25)
+    client.lpush(settings.env_replay_key, *[bytes([index]) * 500 for index in range(10)])
+    client.set(settings.env_push_counter_key, 25)
     for agent in ("a", "b"):
         client.set(f"borg:status:{settings.run_id}:{agent}", "{}", ex=30)
-    client.set("borg:agent_index", 2)
+    client.set("borg:agent:borg-dqn:lease:0", 2)
 
 
 def test_redis_gets_its_passwords_on_no_command_line(stack_redis: StackRedis) -> None:
@@ -378,7 +378,7 @@ def test_the_replica_override_replicates_with_the_stack_passwords_and_acl(
         monitor = redis.Redis(port=replica_server.port, username="monitor", password=monitor_password)
         assert int(monitor.llen("transitions")) == 8
         with pytest.raises(redis.exceptions.NoPermissionError):
-            monitor.get("borg:agent_index")
+            monitor.get("borg:agent:borg-dqn:lease:0")
         problem = redis_problem(f"redis://127.0.0.1:{replica_server.port}/0")
         assert problem is not None and "requires a password" in problem
         for client in (writer, replica, monitor):
@@ -412,7 +412,7 @@ def test_the_monitor_reads_everything_it_needs_as_its_read_only_user(
     fill_replay(admin, settings)
     client = connect(monitor_url(stack_redis, compose_model))
     try:
-        reading = RedisProbe(client, settings.replay_key, settings.push_counter_key, settings.run_id).read()
+        reading = RedisProbe(client, settings.env_replay_key, settings.env_push_counter_key, settings.run_id).read()
     finally:
         client.close()
     assert (reading.transition_count, reading.push_counter, reading.live_agents) == (10, 25, 2)
@@ -431,7 +431,7 @@ def test_the_monitor_reads_everything_it_needs_as_its_read_only_user(
         ("DEL", "transitions"),
         ("FLUSHALL",),
         ("FLUSHDB",),
-        ("GET", "borg:agent_index"),
+        ("GET", "borg:agent:borg-dqn:lease:0"),
         ("CONFIG", "GET", "requirepass"),
         ("ACL", "LIST"),
         ("SHUTDOWN",),
@@ -465,7 +465,7 @@ def test_the_monitors_acl_allows_read_only_commands_on_its_keys_only(
         assert "write" not in flags and "admin" not in flags, (command, flags)
     settings = monitor_defaults()
     patterns = [rule.removeprefix("%R~") for rule in others]
-    for key in (settings.replay_key, settings.push_counter_key, f"borg:status:{settings.run_id}:x"):
+    for key in (settings.env_replay_key, settings.env_push_counter_key, f"borg:status:{settings.run_id}:x"):
         assert any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), key) for p in patterns), key
 
 

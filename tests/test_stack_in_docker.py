@@ -115,9 +115,10 @@ def wait_until_learning(stack: Stack, runs: list[AgentRun]) -> None:
 
 
 def counters(stack: Stack) -> tuple[int, int]:
-    """The replay list's length and the push counter."""
+    """The CartPole replay list's length and push counter (each environment has its own)."""
     client = stack.redis()
-    return int(client.llen("transitions")), int(client.get("transitions:pushed") or 0)
+    env_id = CARTPOLE["env_id"]
+    return int(client.llen(f"transitions:{env_id}")), int(client.get(f"transitions:pushed:{env_id}") or 0)
 
 
 @dataclass

@@ -70,8 +70,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import redis
+import zstandard
 from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
+from redis._parsers import _RESP3Parser
 
 from borg_game import transition_pb2 as pb
 from borg_game.agent import AgentServices, run_agent
@@ -101,11 +103,13 @@ SECTIONS = ("replay", "prioritized", "insert", "agent", "telemetry")
 TARGETS: dict[str, tuple[str, float]] = {
     "sample_speedup_vs_reference_250k": (">=", 25.0),
     "mirror_sample_tps_1m": (">=", 50_000.0),
+    "mirror_sample_vs_decode_limit_1m": (">=", 0.7),
+    "mirror_pull_hiredis_speedup_1m": (">=", 1.0),
     "prioritized_sample_tps_1m": (">=", 50_000.0),
     "prioritized_pull_tps_1m": (">=", 100_000.0),
     "insert_tps_hive": (">=", 20_000.0),
     "bytes_per_transition_pong": ("<=", 2048.0),
-    "agent_vs_bare_no_learning": (">=", 0.80),
+    "agent_vs_bare_no_learning": (">=", 0.92),
     "telemetry_overhead_pct": ("<", 1.0),
 }
 
@@ -353,20 +357,51 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
         results.update(_memory(client, large, memory_before))
         results[f"mirror_pull_tps_{_tag(large)}"] = _pull(mirror, large)
         direct.sync()
-        large_mirror, large_direct = [], []
+        large_mirror, large_direct, decode_limit, limit_ratios = [], [], [], []
+        limit = decode_limit_call(mirror, args.batch_size, rng)
         for round_index in range(rounds):
             large_mirror.append(time_calls(draw(mirror), args.batch_size, args.round_seconds))
+            decode_limit.append(time_calls(limit, args.batch_size, args.round_seconds))
+            limit_ratios.append(large_mirror[-1] / decode_limit[-1])
             large_direct.append(time_calls(draw(direct), args.batch_size, args.round_seconds / 2))
             print(
                 f"  round {round_index + 1}/{rounds} at {large:,}: direct {large_direct[-1]:,.0f}/s, "
-                f"mirror {large_mirror[-1]:,.0f}/s",
+                f"mirror {large_mirror[-1]:,.0f}/s, decode limit {decode_limit[-1]:,.0f}/s",
                 flush=True,
             )
         results[f"mirror_sample_tps_{_tag(large)}"] = statistics.median(large_mirror)
+        results[f"decode_limit_tps_{_tag(large)}"] = statistics.median(decode_limit)
+        results[f"mirror_sample_vs_decode_limit_{_tag(large)}"] = statistics.median(limit_ratios)
         results[f"direct_sample_tps_{_tag(large)}"] = statistics.median(large_direct)
+    results.update(_pull_by_parser(redis_url, size if large == size else large, args.pull_rounds))
     del mirror
     client.close()
     return results
+
+
+def decode_limit_call(mirror: MirrorSampler, batch_size: int, rng: np.random.Generator) -> Callable[[], None]:
+    """What sampling a batch costs at least: draw rows, zstd-decompress their frames, copy them into a batch.
+
+    No Python per row beyond the decompress call: the decompressed stacks and new frames are
+    joined and copied into the batch arrays at once, and a stack-append next state takes its
+    shared frames from the state in one numpy assignment. The mirror's own rows, uniform draws.
+    """
+    store = mirror._store  # the mirror's own ring: the limit reads the very bytes sampling reads
+    if store is None or store.dense:
+        raise RuntimeError("the decode limit needs a mirror holding compressed frame stacks")
+    decompress = zstandard.ZstdDecompressor().decompress
+    shape, dtype = store.spec.shape, store.spec.dtype
+
+    def call() -> None:
+        rows = rng.integers(0, store.size, size=batch_size).tolist()
+        states = np.frombuffer(b"".join([decompress(store.state_blobs[row]) for row in rows]), dtype)
+        frames = np.frombuffer(b"".join([decompress(store.next_blobs[row]) for row in rows]), dtype)
+        observations = states.reshape(batch_size, *shape).copy()
+        next_observations = np.empty_like(observations)
+        next_observations[:, :-1] = observations[:, 1:]
+        next_observations[:, -1] = frames.reshape(batch_size, *shape[1:])
+
+    return call
 
 
 def _tag(size: int) -> str:
@@ -394,6 +429,34 @@ def _pull(mirror: ReplaySampler, count: int) -> float:
         if not mirror.sync():
             raise RuntimeError("the mirror could not pull from Redis")
     return (count - held) / (time.perf_counter() - started)
+
+
+def _pull_by_parser(redis_url: str, count: int, rounds: int) -> dict[str, float]:
+    """Fresh mirrors pulling the whole list, hiredis's reply parser vs redis-py's own, interleaved."""
+    rates: dict[str, list[float]] = {"hiredis": [], "python": []}
+    for round_index in range(rounds):
+        order = ["python", "hiredis"] if round_index % 2 == 0 else ["hiredis", "python"]
+        for parser in order:
+            # redis-py picks hiredis whenever it is installed; its own parser (the one it uses
+            # without hiredis, for its default protocol) must be asked for through the pool.
+            options: dict[str, Any] = {} if parser == "hiredis" else {"parser_class": _RESP3Parser}
+            client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, **options))
+            mirror = MirrorSampler(client, KEY, COUNTER, count, TransitionCodec(), max_pull_seconds=3600)
+            rates[parser].append(_pull(mirror, count))
+            del mirror
+            client.close()
+        print(
+            f"  pull round {round_index + 1}/{rounds} at {count:,}: python parser {rates['python'][-1]:,.0f}/s, "
+            f"hiredis {rates['hiredis'][-1]:,.0f}/s",
+            flush=True,
+        )
+    tag = _tag(count)
+    python, hiredis = statistics.median(rates["python"]), statistics.median(rates["hiredis"])
+    return {
+        f"mirror_pull_tps_python_parser_{tag}": python,
+        f"mirror_pull_tps_hiredis_{tag}": hiredis,
+        f"mirror_pull_hiredis_speedup_{tag}": hiredis / python,
+    }
 
 
 # --- section: prioritized --------------------------------------------------------------
@@ -597,6 +660,27 @@ class LoopClock(AgentCallback):
         return (step1 - step0) / (wall1 - wall0), (cpu1 - cpu0) / (step1 - step0)
 
 
+class BoardAtDefaultInterval(AgentCallback):
+    """The status board at the agent's default interval, while the loop's clock reports more often.
+
+    The benchmark lowers `status_interval` so that `LoopClock` sees enough reports to time a
+    short run; a board write (a Redis round trip) at that rate would cost the loop 8x what
+    it costs an agent with the default setting.
+    """
+
+    def __init__(self, board: StatusBoard) -> None:
+        self.board = board
+        self.interval = float(Settings.model_fields["status_interval"].default)
+        self.last = -self.interval
+
+    def on_report(self, status: AgentStatus) -> None:
+        """Forward the report when the default interval has passed since the last one forwarded."""
+        now = time.monotonic()
+        if now - self.last > self.interval:
+            self.last = now
+            self.board.on_report(status)
+
+
 class TimedSink:
     """Delegates to a sink and adds up the time its emit calls take: what play waits for."""
 
@@ -650,19 +734,45 @@ def agent_settings(redis_url: str, model_store: Path, **overrides: object) -> Se
     return load_settings(environ, env_file=None)
 
 
-def time_agent(settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0) -> LoopRun:
-    """One run of the real agent loop with a real writer and mirror on the real Redis."""
+class PlayThreadEncodingWriter(ReplayWriter):
+    """The writer as it was before encoding moved to its thread: play encodes, then queues bytes."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        super().__init__(
+            client,
+            settings.env_replay_key,
+            settings.env_push_counter_key,
+            settings.replay_capacity,
+            batch_size=settings.push_batch_size,
+            queue_size=settings.push_queue_size,
+        )
+        self._play_codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
+
+    def add_transition(self, transition: Transition) -> None:
+        """Encode on the caller's (play) thread, then queue the bytes."""
+        self.add(self._play_codec.encode(transition))
+
+
+def time_agent(
+    settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0, encode_on_play_thread: bool = False
+) -> LoopRun:
+    """One run of the real agent loop with a real writer and mirror on the real Redis.
+
+    `encode_on_play_thread` swaps in the previous writer path, for a before/after in one run.
+    """
     client = redis.Redis.from_url(settings.redis_url)
-    client.delete(settings.replay_key, settings.push_counter_key)
+    client.delete(settings.env_replay_key, settings.env_push_counter_key)
     memory = build_replay_memory(settings, client)
+    if encode_on_play_thread:
+        memory.writer.close()
+        memory.writer = PlayThreadEncodingWriter(settings, client)
     clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
     services = AgentServices(
-        codec=memory.codec,
         writer=memory.writer,
         sampler=memory.sampler,
         training_log=TrainingLog(settings.run_id, "bench-agent", list(timed)),
-        callbacks=[clock, StatusBoard(client, settings.run_id, "bench-agent")],
+        callbacks=[clock, BoardAtDefaultInterval(StatusBoard(client, settings.run_id, "bench-agent"))],
     )
     try:
         run_agent(settings, "bench-agent", services, threading.Event())
@@ -722,11 +832,15 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     from step 0 (a few greedy steps); epsilon 0.01 (a forward pass of the Q-network nearly
     every step: on a CPU that costs more than the env step itself).
     """
+    explore = {"epsilon_start": 1.0, "epsilon_end": 1.0}
     regimes = {
-        "": {"epsilon_start": 1.0, "epsilon_end": 1.0},
+        "": explore,
+        "_encode_on_play_thread": explore,
         "_schedule": {},
         "_greedy": {"epsilon_start": 0.01, "epsilon_end": 0.01},
     }
+    chosen = set(args.agent_regimes.split(","))
+    regimes = {regime: epsilon for regime, epsilon in regimes.items() if (regime.lstrip("_") or "explore") in chosen}
     bare: list[float] = []
     rates: dict[str, list[float]] = {regime: [] for regime in regimes}
     ratios: dict[str, list[float]] = {regime: [] for regime in regimes}
@@ -735,7 +849,8 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
         for regime, epsilon in regimes.items():
             settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.agent_steps, **epsilon)
             bare.append(time_bare_env(settings, args.agent_steps, args.seed + round_index))  # paired with each run
-            rates[regime].append(time_agent(settings).steps_per_second)
+            run = time_agent(settings, encode_on_play_thread=regime == "_encode_on_play_thread")
+            rates[regime].append(run.steps_per_second)
             ratios[regime].append(rates[regime][-1] / bare[-1])
             line.append(f"agent{regime or '_explore'} {rates[regime][-1]:,.0f} (bare {bare[-1]:,.0f})")
         print(f"  round {round_index + 1}: " + ", ".join(line))
@@ -743,6 +858,8 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     for regime in regimes:
         results[f"agent_sps_no_learning{regime}"] = statistics.median(rates[regime])
         results[f"agent_vs_bare_no_learning{regime}"] = statistics.median(ratios[regime])
+    if not args.learning_steps:
+        return results
     learning = agent_settings(
         redis_url,
         model_store,
@@ -920,12 +1037,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--round-seconds", type=float, default=0.5, help="seconds per sampler per round")
     parser.add_argument("--reference-calls", type=int, default=4, help="reference calls (of 16) per round")
     parser.add_argument("--reference-check-size", type=int, default=20_000, help="all-real reference list (0: skip)")
+    parser.add_argument("--pull-rounds", type=int, default=2, help="full pulls per reply parser, interleaved")
     parser.add_argument("--writers", type=int, default=4, help="writer processes of the hive insert test")
     parser.add_argument("--insert-seconds", type=float, default=5.0, help="seconds the insert rate is measured")
     parser.add_argument("--agent-steps", type=int, default=3000, help="agent steps per timed run")
     parser.add_argument("--agent-rounds", type=int, default=3, help="interleaved bare/agent rounds")
+    parser.add_argument(
+        "--agent-regimes",
+        default="explore,encode_on_play_thread,schedule,greedy",
+        help="agent-loop regimes, each paired with a bare-env run per round",
+    )
     parser.add_argument("--learning-starts", type=int, default=1000, help="steps before the learning run trains")
-    parser.add_argument("--learning-steps", type=int, default=600, help="timed steps of the learning run")
+    parser.add_argument("--learning-steps", type=int, default=600, help="timed steps of the learning run (0: skip)")
     parser.add_argument("--sb3-steps", type=int, default=3000, help="steps of SB3's DQN loop (0: skip)")
     parser.add_argument("--telemetry-steps", type=int, default=3000, help="agent steps per telemetry run")
     parser.add_argument("--telemetry-pairs", type=int, default=4, help="on/off pairs of the telemetry test")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -11,13 +12,14 @@ import torch
 from borg_game.checkpoint import (
     AgentState,
     Checkpointer,
-    CheckpointMismatchError,
     atomic_torch_save,
     checkpoint_path,
     compatibility_of,
+    env_model_store,
     list_checkpoints,
     load_newest,
     prune_checkpoints,
+    prune_stale_agents,
 )
 from borg_game.ddqn import linear_epsilon
 from borg_game.learner import DoubleDQNLearner
@@ -56,10 +58,56 @@ def test_half_written_and_corrupt_files_are_never_read(tmp_path: Path) -> None:
     assert loaded is not None and loaded["step"] == 10
 
 
-def test_incompatible_checkpoint_names_the_mismatch(tmp_path: Path) -> None:
+def age(path: Path, seconds_ago: float) -> None:
+    when = time.time() - seconds_ago
+    os.utime(path, (when, when))
+
+
+def test_a_checkpoint_that_does_not_fit_is_skipped_for_an_older_one_that_does(tmp_path: Path) -> None:
+    atomic_torch_save(payload(10), checkpoint_path(tmp_path, "a", 10))
+    age(checkpoint_path(tmp_path, "a", 10), 60)
+    atomic_torch_save(payload(20, mlp_hidden_sizes=[64]), checkpoint_path(tmp_path, "a", 20))
+    loaded = load_newest(tmp_path, COMPAT)
+    assert loaded is not None and loaded["step"] == 10
+
+
+def test_only_unfit_checkpoints_mean_a_fresh_start(tmp_path: Path) -> None:
     atomic_torch_save(payload(10, env_id="ALE/Pong-v5", num_actions=6), checkpoint_path(tmp_path, "a", 10))
-    with pytest.raises(CheckpointMismatchError, match=r"env_id: checkpoint has 'ALE/Pong-v5'.*num_actions"):
-        load_newest(tmp_path, COMPAT)
+    assert load_newest(tmp_path, COMPAT) is None
+
+
+def test_an_agent_resumes_its_own_checkpoint_before_a_newer_one_of_another(tmp_path: Path) -> None:
+    atomic_torch_save(payload(10), checkpoint_path(tmp_path, "agent-0", 10))
+    age(checkpoint_path(tmp_path, "agent-0", 10), 60)
+    atomic_torch_save(payload(20), checkpoint_path(tmp_path, "agent-1", 20))
+    own = load_newest(tmp_path, COMPAT, "agent-0")
+    newcomer = load_newest(tmp_path, COMPAT, "agent-2")
+    assert own is not None and own["step"] == 10
+    assert newcomer is not None and newcomer["step"] == 20
+
+
+def test_files_of_agents_unused_for_days_are_pruned_and_others_kept(tmp_path: Path) -> None:
+    for agent in ("agent-0", "agent-1", "host-7", "me"):
+        atomic_torch_save(payload(10), checkpoint_path(tmp_path, agent, 10))
+        atomic_torch_save(payload(10), tmp_path / f"best-{agent}.pt")
+    for agent in ("host-7", "me"):  # unused for 20 days
+        age(checkpoint_path(tmp_path, agent, 10), 20 * 86_400)
+        age(tmp_path / f"best-{agent}.pt", 20 * 86_400)
+    age(checkpoint_path(tmp_path, "agent-1", 10), 20 * 86_400)  # its best model is recent: in use
+    (tmp_path / ".tmp-x.pt").write_bytes(b"partial")
+
+    assert prune_stale_agents(tmp_path, "me", max_age_days=14) == ["host-7"]
+    assert prune_stale_agents(tmp_path, "me", max_age_days=0) == []
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == [
+        ".tmp-x.pt",
+        "best-agent-0.pt",
+        "best-agent-1.pt",
+        "best-me.pt",
+        "checkpoint-agent-0-000000000010.pt",
+        "checkpoint-agent-1-000000000010.pt",
+        "checkpoint-me-000000000010.pt",
+    ]
 
 
 def test_sigterm_writes_a_checkpoint_and_a_restart_continues_from_it(tmp_path: Path) -> None:
@@ -93,14 +141,14 @@ def test_sigterm_writes_a_checkpoint_and_a_restart_continues_from_it(tmp_path: P
             step = json.loads(raw)["step"] if raw else 0
             time.sleep(0.1)
         assert step >= 1500, "agent did not get going"
-        sent = time.monotonic()
         agent.send_signal(signal.SIGTERM)
-        output, _ = agent.communicate(timeout=30)
+        # A generous deadline, not a speed test: the reference's agent never exited on SIGTERM.
+        output, _ = agent.communicate(timeout=120)
         assert agent.returncode == 0, output
-        assert time.monotonic() - sent < 10, "SIGTERM took too long"
-        saved = list_checkpoints(tmp_path / "models")
+        store = env_model_store(tmp_path / "models", "CartPole-v1")
+        saved = list_checkpoints(store)
         assert len(saved) == 1
-        first = load_newest(tmp_path / "models", {})
+        first = load_newest(store, {})
         assert first is not None
         stopped_at, epsilon = first["step"], first["epsilon"]
         assert stopped_at >= 1500
@@ -111,7 +159,7 @@ def test_sigterm_writes_a_checkpoint_and_a_restart_continues_from_it(tmp_path: P
         output, _ = restarted.communicate(timeout=120)
         assert restarted.returncode == 0, output
         assert f"starting at step {stopped_at}" in output
-        second = load_newest(tmp_path / "models", {})
+        second = load_newest(store, {})
         assert second is not None and second["step"] == stopped_at + 100
         assert second["epsilon"] < epsilon
         # The optimizer state came along: Adam's step counter kept growing.
@@ -137,7 +185,7 @@ def test_save_then_resume_restores_counters_epsilon_weights_and_optimizer(tmp_pa
     resumed = Checkpointer(settings, "agent-1", compatibility).resume(fresh)
 
     assert resumed == state
-    saved = load_newest(tmp_path, compatibility)
+    saved = load_newest(env_model_store(tmp_path, settings.env_id), compatibility)
     assert saved is not None and saved["epsilon"] == epsilon
     assert linear_epsilon(resumed.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps) == (
         epsilon

@@ -108,7 +108,7 @@ class OutputDrain:
 
 
 def consume(bootstrap_servers: str, enough: Callable[[dict[str, list[dict[str, Any]]]], bool]) -> dict[str, Any]:
-    """Every message of TOPICS from the beginning, until `enough(messages by topic)` or 60 s."""
+    """Every message of TOPICS from the beginning, until `enough(messages by topic)` or 180 s."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -120,7 +120,7 @@ def consume(bootstrap_servers: str, enough: Callable[[dict[str, list[dict[str, A
     )
     consumer.subscribe(list(TOPICS))
     messages: dict[str, list[dict[str, Any]]] = {topic: [] for topic in TOPICS}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     try:
         while not enough(messages) and time.monotonic() < deadline:
             for message in consumer.consume(1_000, timeout=0.5):
@@ -189,8 +189,8 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
             return int(client.get("transitions:pushed") or 0)
 
         # Warm-up: both agents play, learn and push; then a stretch with everything up.
-        wait_for(lambda: all(len(read_jsonl(log)) > 30 for log in logs.values()), 120, "the agents to play", processes)
-        wait_for(lambda: pushed() > 1_000, 60, "pushes", processes)
+        wait_for(lambda: all(len(read_jsonl(log)) > 30 for log in logs.values()), 300, "the agents to play", processes)
+        wait_for(lambda: pushed() > 1_000, 180, "pushes", processes)
         up_started = time.time()
         time.sleep(6)
         up_ended = time.time()
@@ -214,7 +214,7 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
         broker.start()  # same port, same data
         restarted = time.time()
 
-        wait_for(lambda: pushed() > pushed_after_restart + 500, 90, "pushes to resume", processes)
+        wait_for(lambda: pushed() > pushed_after_restart + 500, 240, "pushes to resume", processes)
         pushed_later = pushed()
         # A monitor reading taken after the restart, through the restored broker.
         consume(

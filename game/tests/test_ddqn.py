@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from borg_game.ddqn import double_dqn_targets, linear_epsilon, td_loss, weighted_td_loss
+from borg_game.ddqn import ape_x_epsilon, double_dqn_targets, linear_epsilon, td_loss, weighted_td_loss
 
 
 def test_double_dqn_target_on_a_hand_computed_batch() -> None:
@@ -64,3 +64,25 @@ def test_linear_epsilon_schedule() -> None:
     assert linear_epsilon(0, 1.0, 0.1, 100) == pytest.approx(1.0)
     assert linear_epsilon(50, 1.0, 0.1, 100) == pytest.approx(0.55)
     assert linear_epsilon(10_000, 1.0, 0.1, 100) == pytest.approx(0.1)
+
+
+def test_ape_x_epsilons_span_base_to_base_to_the_one_plus_alpha() -> None:
+    epsilons = [ape_x_epsilon(index, 8) for index in range(8)]
+    assert epsilons[0] == pytest.approx(0.4)
+    assert epsilons[-1] == pytest.approx(0.4**8)
+    assert epsilons[3] == pytest.approx(0.4 ** (1 + 7 * 3 / 7))
+    assert epsilons == sorted(epsilons, reverse=True)
+
+
+def test_a_lone_ape_x_agent_explores_at_the_base_rate() -> None:
+    assert ape_x_epsilon(0, 1) == 0.4
+    assert ape_x_epsilon(5, 1, base=0.3) == 0.3
+
+
+def test_an_index_past_the_hive_wraps_around() -> None:
+    assert ape_x_epsilon(4, 4) == ape_x_epsilon(0, 4)
+    assert ape_x_epsilon(7, 4) == ape_x_epsilon(3, 4)
+
+
+def test_ape_x_alpha_zero_gives_every_agent_the_base() -> None:
+    assert [ape_x_epsilon(index, 4, base=0.2, alpha=0.0) for index in range(4)] == pytest.approx([0.2] * 4)

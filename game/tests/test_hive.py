@@ -15,7 +15,8 @@ import redis
 import torch
 
 from borg_game import transition_pb2 as pb
-from borg_game.checkpoint import list_checkpoints
+from borg_game.checkpoint import env_model_store, list_checkpoints
+from borg_game.hive import tensorboard_hint
 from tests.conftest import agent_environment
 
 # CartPole-v1 runs with its preset (SB3 rl-zoo's DQN hyperparameters, borg_game.settings.ENV_PRESETS).
@@ -85,7 +86,7 @@ def test_pong_smoke_two_agents_learning_on_cpu(tmp_path: Path) -> None:
         **{"tensorboard_dir": "runs"},
     )
     assert completed.returncode == 0, completed.stderr
-    checkpoints = list_checkpoints(tmp_path / "models")
+    checkpoints = list_checkpoints(env_model_store(tmp_path / "models", "ALE/Pong-v5"))
     assert {path.name.split("-")[2] for path in checkpoints} == {"0", "1"}  # checkpoint-agent-<i>-<step>
     records = read_log(tmp_path / "log.jsonl")
     assert any(record["type"] == "train" for record in records), "no training happened"
@@ -117,13 +118,14 @@ def test_pong_transitions_in_redis_are_small_and_decode(tmp_path: Path) -> None:
         )
         assert agent.returncode == 0, agent.stderr
         client = redis.Redis.from_url(server.url)
-        count = int(client.llen("transitions"))
-        assert count == 1500 == int(client.get("transitions:pushed") or 0)
-        usage = int(client.memory_usage("transitions", samples=0) or 0)
+        key, counter = "transitions:ALE/Pong-v5", "transitions:pushed:ALE/Pong-v5"
+        count = int(client.llen(key))
+        assert count == 1500 == int(client.get(counter) or 0)
+        usage = int(client.memory_usage(key, samples=0) or 0)
         per_transition = usage / count
         print(f"Pong: {per_transition:.0f} bytes per transition in Redis ({count} transitions)")
         assert per_transition < 2048
-        message = pb.Transition.FromString(client.lindex("transitions", 0) or b"")  # type: ignore[arg-type]
+        message = pb.Transition.FromString(client.lindex(key, 0) or b"")  # type: ignore[arg-type]
         assert list(message.shape) == [4, 84, 84] and message.dtype == "|u1"
         assert message.next_state_layout == pb.NEXT_STATE_LAYOUT_STACK_APPEND
 
@@ -167,7 +169,7 @@ def test_ctrl_c_stops_every_process_with_final_checkpoints(tmp_path: Path) -> No
     assert hive.returncode == 0, "".join(lines) + output
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-    checkpoints = list_checkpoints(tmp_path / "models")
+    checkpoints = list_checkpoints(env_model_store(tmp_path / "models", "CartPole-v1"))
     assert len(checkpoints) == 2
     for path in checkpoints:
         assert torch.load(path, weights_only=True)["step"] > 0
@@ -204,3 +206,47 @@ def test_two_minute_soak_of_four_agents_ends_clean(tmp_path: Path) -> None:
     last = result["samples"][-1]
     assert {f"agent-{index}" for index in range(4)} <= set(last["rss_mib"])
     assert last["pushed"] > 0
+
+
+def test_agents_of_one_hive_run_with_their_own_settings(tmp_path: Path) -> None:
+    """Individually configured agents: CONFIG_AGENT<i>__ overrides, read back from each agent's own records."""
+    completed = run_hive(
+        tmp_path,
+        agents=2,
+        timeout=600,
+        total_steps=600,
+        learning_starts=200,
+        train_frequency=16,
+        batch_size=16,
+        train_log_interval=5,
+        eval_interval=300,
+        eval_episodes=1,
+        mlp_hidden_sizes="16",
+        tensorboard_dir="",
+        exploration="ape_x",
+        AGENT0__training_log_file="agent-0.jsonl",
+        AGENT1__training_log_file="agent-1.jsonl",
+        AGENT1__learning_rate=0.0005,
+        AGENT1__eval_epsilon=0.5,
+        **CARTPOLE,
+    )
+    assert completed.returncode == 0, completed.stderr
+    expected = {0: (2.3e-3, 0.0), 1: (0.0005, 0.5)}  # agent 0: the CartPole preset
+    for index, (learning_rate, eval_epsilon) in expected.items():
+        records = read_log(tmp_path / f"agent-{index}.jsonl")
+        assert {record["agent_id"] for record in records} == {f"agent-{index}"}
+        assert {(record["exploration"], record["agent_index"], record["hive_size"]) for record in records} == {
+            ("ape_x", index, 2)
+        }
+        trains = [record for record in records if record["type"] == "train"]
+        evals = [record for record in records if record["type"] == "eval"]
+        assert trains and evals
+        assert {record["learning_rate"] for record in trains} == {learning_rate}
+        assert {record["eval_epsilon"] for record in evals} == {eval_epsilon}
+        # ape_x with N=2: agent 0 explores at 0.4, agent 1 at 0.4 ** 8.
+        assert {record["epsilon"] for record in records if "epsilon" in record} == {0.4 ** (1 + 7 * index)}
+
+
+def test_tensorboard_hint_names_the_directory_or_says_it_is_off() -> None:
+    assert tensorboard_hint(Path("runs")) == "TensorBoard: tensorboard --logdir runs"
+    assert tensorboard_hint(None) == "TensorBoard off (CONFIG_tensorboard_dir is empty)"

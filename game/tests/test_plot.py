@@ -51,6 +51,7 @@ def write_run(path: Path, run_id: str, agents: int = 2, episodes: int = 30) -> N
                         eval_episodes=5,
                         eval_epsilon=0.0,
                         repeat_action_probability=0.0,
+                        epsilon=0.5,
                     )
                 )
     for log in logs:

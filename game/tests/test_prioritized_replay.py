@@ -198,9 +198,7 @@ def test_the_agent_loop_feeds_td_errors_back_and_anneals_beta(redis_server: Embe
     memory = build_replay_memory(settings, client)
     priorities = memory.priorities
     assert priorities is not None
-    services = AgentServices(
-        memory.codec, memory.writer, memory.sampler, TrainingLog("r", "a", []), priorities=priorities
-    )
+    services = AgentServices(memory.writer, memory.sampler, TrainingLog("r", "a", []), priorities=priorities)
     try:
         result = run_agent(settings, "a", services, threading.Event())
     finally:

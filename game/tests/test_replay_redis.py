@@ -326,3 +326,75 @@ def test_the_mirror_tells_its_index_sampler_which_slots_a_pull_wrote_and_draws_i
     assert batch is not None and batch.indices is not None
     assert batch.indices.tolist() == [0, 1, 2]
     assert batch.observations[:, 0].tolist() == [8.0, 9.0, 10.0]  # slots 0-2 now hold steps 8-10
+
+
+def frame_stack_transitions(count: int, seed: int = 0) -> list[Transition]:
+    """Consecutive Pong-shaped stacks: each next state is the state shifted by one new frame."""
+    frames = np.random.default_rng(seed).integers(0, 256, size=(count + 4, 84, 84), dtype=np.uint8)
+    return [
+        Transition(
+            frames[step : step + 4],
+            step % 6,
+            float(step),
+            frames[step + 1 : step + 5],
+            False,
+            False,
+            "A",
+            0,
+            step,
+            step,
+        )
+        for step in range(count)
+    ]
+
+
+def test_the_writer_thread_pushes_the_bytes_play_would_have_encoded(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    transitions = frame_stack_transitions(20)
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000, batch_size=8, codec=TransitionCodec())
+    for transition in transitions:
+        writer.add_transition(transition)
+    drain(writer, 20)
+    writer.close()
+    assert list(reversed(stored(redis_client))) == [codec.encode(transition) for transition in transitions]
+
+
+def test_a_mirror_smaller_than_a_pull_keeps_the_newest_rows_in_ring_order(redis_client: redis.Redis) -> None:
+    codec = TransitionCodec()
+    transitions = frame_stack_transitions(23)
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000, batch_size=64, codec=TransitionCodec())
+    mirror = MirrorSampler(redis_client, KEY, COUNTER, 8, codec, pull_chunk=5)
+    for start, end in ((0, 6), (6, 23)):  # the second pull wraps the ring and skips what it cannot hold
+        for transition in transitions[start:end]:
+            writer.add_transition(transition)
+        drain(writer, end)
+        assert mirror.sync()
+    writer.close()
+    store = mirror._store
+    assert store is not None and store.size == 8 and not store.dense
+    ring_order = np.roll(np.arange(8), -store.cursor)
+    assert store.timestamps_ns[ring_order].tolist() == list(range(15, 23))
+    batch = store.gather(ring_order, codec)
+    for row, step in enumerate(range(15, 23)):
+        assert np.array_equal(batch.observations[row], transitions[step].state)
+        assert np.array_equal(batch.next_observations[row], transitions[step].next_state)
+        assert batch.actions[row] == transitions[step].action
+
+
+def test_a_transition_that_cannot_be_encoded_is_dropped_and_counted(redis_client: redis.Redis) -> None:
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=100, batch_size=4, codec=TransitionCodec())
+    good = vector_transition("a", 1)
+    mismatched = Transition(good.state, 0, 0.0, np.zeros(3, np.float32), False, False, "a", 0, 2, 0)
+    writer.add_transition(mismatched)
+    writer.add_transition(good)
+    drain(writer, 1)
+    writer.close()
+    assert (writer.encode_errors, writer.dropped, writer.pushed) == (1, 1, 1)
+    assert TransitionCodec().decode(stored(redis_client)[0]).step == 1
+
+
+def test_add_transition_without_a_codec_is_refused(redis_client: redis.Redis) -> None:
+    writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=100)
+    with pytest.raises(ValueError, match="codec"):
+        writer.add_transition(vector_transition("a", 1))
+    writer.close()

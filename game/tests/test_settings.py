@@ -113,3 +113,51 @@ def test_cartpole_gets_its_preset_and_explicit_values_win() -> None:
     assert overridden.learning_rate == 0.01 and overridden.batch_size == 64
     pong = load_settings({}, env_file=None)
     assert pong.learning_rate == 1e-4 and pong.train_frequency == 4
+
+
+def test_an_agents_own_overrides_apply_to_it_alone() -> None:
+    environ = {
+        "CONFIG_env_id": "CartPole-v1",
+        "CONFIG_AGENT1__learning_rate": "0.01",
+        "CONFIG_agent1__EVAL_EPSILON": "0.5",
+    }
+    first = load_settings(environ, env_file=None, agent_index=0)
+    second = load_settings(environ, env_file=None, agent_index=1)
+    assert (first.learning_rate, first.eval_epsilon) == (2.3e-3, 0.0)  # the CartPole preset
+    assert (second.learning_rate, second.eval_epsilon, second.agent_index) == (0.01, 0.5, 1)
+
+
+def test_overrides_follow_the_configured_index_and_may_switch_the_preset() -> None:
+    environ = {"CONFIG_agent_index": "2", "CONFIG_AGENT2__env_id": "CartPole-v1"}
+    settings = load_settings(environ, env_file=None)
+    assert settings.env_id == "CartPole-v1" and settings.train_frequency == 256
+
+
+def test_an_unknown_override_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(
+        SettingsError, match=r"CONFIG_AGENT1__learning_rat\b.*did you mean CONFIG_AGENT1__learning_rate"
+    ):
+        load_settings({"CONFIG_AGENT1__learning_rat": "0.1"}, env_file=None)
+    env_file = tmp_path / ".env"
+    env_file.write_text("CONFIG_AGENT0__agent_index=3\n")  # the index an override is chosen by
+    with pytest.raises(SettingsError, match=r"unknown setting CONFIG_AGENT0__agent_index in .*\.env"):
+        load_settings({}, env_file=env_file)
+
+
+def test_a_bad_override_value_fails_every_agent_naming_the_index() -> None:
+    with pytest.raises(SettingsError, match=r"CONFIG_AGENT3__ overrides: CONFIG_gamma=.*less than or equal to 1"):
+        load_settings({"CONFIG_AGENT3__gamma": "2"}, env_file=None, agent_index=0)
+
+
+def test_the_default_agent_id_is_stable_across_hosts() -> None:
+    assert load_settings({}, env_file=None, agent_index=4).resolved_agent_id() == "agent-4"
+    named = load_settings({"CONFIG_agent_id": "lead"}, env_file=None, agent_index=4)
+    assert named.resolved_agent_id() == "lead"
+
+
+def test_replay_keys_are_scoped_by_environment() -> None:
+    settings = load_settings({"CONFIG_env_id": "CartPole-v1"}, env_file=None)
+    assert (settings.env_replay_key, settings.env_push_counter_key) == (
+        "transitions:CartPole-v1",
+        "transitions:pushed:CartPole-v1",
+    )

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY, env_scoped_key
 
 ENV_PREFIX = "CONFIG_"
 
@@ -38,10 +38,14 @@ class SharedSettings(BaseSettings):
     )
 
     run_id: str = Field("borg-dqn", description="Name of this run, shared by all agents of the hive.")
+    env_id: str = Field("ALE/Pong-v5", description="Gymnasium environment id (ALE/* gets the Atari stack).")
     redis_url: str = Field("redis://localhost:6379/0", description="The hive's Redis.")
-    replay_key: str = Field(DEFAULT_REPLAY_KEY, description="Redis list holding the hive's transitions.")
+    replay_key: str = Field(
+        DEFAULT_REPLAY_KEY, description="Redis list of the hive's transitions; the env id is appended (':<env_id>')."
+    )
     push_counter_key: str = Field(
-        DEFAULT_PUSH_COUNTER_KEY, description="Redis counter of all transitions ever pushed, bumped with each push."
+        DEFAULT_PUSH_COUNTER_KEY,
+        description="Redis counter of all transitions ever pushed, bumped with each push; ':<env_id>' appended.",
     )
     replay_capacity: int = Field(100_000, ge=1, description="Transitions kept in Redis (LTRIM bound).")
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Console log level.")
@@ -69,6 +73,16 @@ class SharedSettings(BaseSettings):
     kafka_flush_timeout: float = Field(
         5.0, ge=0.0, description="Seconds spent at shutdown delivering buffered messages; the rest is counted."
     )
+
+    @property
+    def env_replay_key(self) -> str:
+        """The replay list of this environment: `<replay_key>:<env_id>`."""
+        return env_scoped_key(self.replay_key, self.env_id)
+
+    @property
+    def env_push_counter_key(self) -> str:
+        """The push counter of this environment: `<push_counter_key>:<env_id>`."""
+        return env_scoped_key(self.push_counter_key, self.env_id)
 
     @field_validator("kafka_bootstrap_servers", mode="before")
     @classmethod

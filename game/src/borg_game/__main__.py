@@ -6,12 +6,12 @@ import socket
 import sys
 import time
 
-from borg_common.redis_keys import AGENT_INDEX_KEY
 from borg_common.shutdown import ignore_stop_signals, stop_on_signals
 from loguru import logger
 
 from borg_game.agent import AgentServices, run_agent
-from borg_game.redis_access import RedisRefusedError, connect_redis
+from borg_game.identity import IndexLease
+from borg_game.redis_access import RedisRefusedError, connect_redis, open_read_replica
 from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import SettingsError, load_settings
 from borg_game.status import StatusBoard
@@ -33,21 +33,24 @@ def main() -> int:
 
     try:
         client = connect_redis(settings.redis_url, stop)
+        # Pulls go to the read replica when there is one; pushes and the status board stay on the primary.
+        read_client = client if settings.redis_read_url is None else open_read_replica(settings.redis_read_url)
     except RedisRefusedError as error:
         print(f"borg-game: {error}", file=sys.stderr)
         return 2
+    lease: IndexLease | None = None
     if settings.agent_index is None:
-        # A unique index from the hive itself, so scaled replicas get distinct seeds and ids.
-        settings = settings.model_copy(update={"agent_index": int(client.incr(AGENT_INDEX_KEY)) - 1})
-    agent_id = settings.resolved_agent_id(socket.gethostname())
+        # A stable index from the hive itself: scaled replicas differ, a restarted container keeps its own.
+        lease = IndexLease(client, settings.run_id, socket.gethostname(), settings.agent_lease_seconds)
+        settings = load_settings(agent_index=lease.index)  # with this index's CONFIG_AGENT<i>__ overrides
+    agent_id = settings.resolved_agent_id()
     logger.configure(extra={"agent": agent_id})
     logger.info("settings: {}", settings.public_dump())
 
-    memory = build_replay_memory(settings, client)
+    memory = build_replay_memory(settings, client, read_client)
     writer = memory.writer
     training_log = build_training_log(settings, agent_id)
     services = AgentServices(
-        codec=memory.codec,
         writer=writer,
         sampler=memory.sampler,
         training_log=training_log,
@@ -61,6 +64,8 @@ def main() -> int:
         ignore_stop_signals()  # the final checkpoint is written: nothing may kill the flush
         writer.close(timeout=5.0)
         training_log.close()
+        if lease is not None:
+            lease.release()
     logger.info(
         "done: {} steps, {} episodes, {} updates in {:.0f}s; pushed {}, dropped {}",
         result.steps,

@@ -7,6 +7,7 @@ checkpoint, report. Each step is a method of `Agent`, which holds what the loop 
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -23,8 +24,8 @@ from loguru import logger
 
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
-from borg_game.codec import Transition, TransitionCodec
-from borg_game.ddqn import linear_epsilon
+from borg_game.codec import ObservationSpec, Transition
+from borg_game.ddqn import ape_x_epsilon, linear_epsilon
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
@@ -33,7 +34,8 @@ from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
 from borg_game.settings import Settings
-from borg_game.status import AgentStatus
+from borg_game.status import AgentPhase, AgentStatus
+from borg_game.step_rate import RATE_WINDOW_SECONDS, WindowedRate
 from borg_game.telemetry import EpisodeRecord, EvalRecord, TrainingLog, TrainRecord
 
 
@@ -41,7 +43,6 @@ from borg_game.telemetry import EpisodeRecord, EvalRecord, TrainingLog, TrainRec
 class AgentServices:
     """The I/O the agent loop talks to, built in `main()` from settings."""
 
-    codec: TransitionCodec
     writer: ReplayWriter
     sampler: ReplaySampler
     training_log: TrainingLog
@@ -119,6 +120,9 @@ class Agent:
         assert self.env.observation_space.shape is not None  # make_env checked: a Box
         observation_shape = tuple(self.env.observation_space.shape)
         self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]
+        observation_dtype = self.env.observation_space.dtype
+        assert observation_dtype is not None  # a Box has one
+        services.sampler.expect(ObservationSpec(observation_shape, np.dtype(observation_dtype)))
         device = select_device(settings.device)
         self.learner = DoubleDQNLearner(observation_shape, self.num_actions, settings, device)
         self.checkpointer = Checkpointer(
@@ -131,8 +135,8 @@ class Agent:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.train_rounds = 0
         self.last_report = 0.0
-        self.steps_at_start = self.state.step
-        self.started = self.episode_started = time.perf_counter()
+        self.step_rate = WindowedRate(RATE_WINDOW_SECONDS)
+        self.episode_started = time.perf_counter()
         logger.info(
             "agent {} on {} ({} actions, observations {}), device {}, starting at step {}",
             agent_id,
@@ -150,8 +154,12 @@ class Agent:
         return np.asarray(observation)
 
     def epsilon(self) -> float:
-        """The exploration rate at the current step."""
+        """The exploration rate at the current step, by CONFIG_exploration."""
         settings = self.settings
+        if settings.exploration == "ape_x":
+            return ape_x_epsilon(
+                settings.agent_index or 0, settings.hive_size, settings.ape_x_epsilon, settings.ape_x_alpha
+            )
         return linear_epsilon(
             self.state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps
         )
@@ -171,7 +179,7 @@ class Agent:
         terminated: bool,
         truncated: bool,
     ) -> None:
-        """Encode the transition and queue it for the hive's memory; count the step."""
+        """Queue the transition for the hive's memory (the writer thread encodes it); count the step."""
         transition = Transition(
             state=observation,
             action=action,
@@ -184,7 +192,7 @@ class Agent:
             step=self.state.step,
             timestamp_ns=time.time_ns(),
         )
-        self.services.writer.add(self.services.codec.encode(transition))
+        self.services.writer.add_transition(transition)
         self.state.step += 1
 
     def end_episode(self, info: dict[str, Any], epsilon: float) -> None:
@@ -255,6 +263,7 @@ class Agent:
             mean_q=mean_q,
             grad_norm=grad_norm,
             learning_rate=self.settings.learning_rate,
+            epsilon=self.epsilon(),
             replay_sample_age_seconds=sample_age_seconds,
             replay_size=sampler.size(),
             dropped_transitions=writer.dropped,
@@ -270,6 +279,9 @@ class Agent:
         settings, state = self.settings, self.state
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
+        # Evaluation pauses play, for minutes on Atari: say so, and report afresh after it.
+        self._publish(self.status(self.epsilon(), AgentPhase.EVALUATING))
+        self.last_report = 0.0
         scores = self.videos.record(
             state.step,
             state.best_eval,
@@ -292,6 +304,7 @@ class Agent:
             eval_episodes=len(scores),
             eval_epsilon=settings.eval_epsilon,
             repeat_action_probability=settings.repeat_action_probability,
+            epsilon=self.epsilon(),
         )
         self.services.training_log.write(record)
         for callback in self.services.callbacks:
@@ -322,24 +335,37 @@ class Agent:
         if not self.services.callbacks or now - self.last_report <= self.settings.status_interval:
             return
         self.last_report = now
-        status = self.status(epsilon)
+        self._publish(self.status(epsilon, self.phase()))
+
+    def _publish(self, status: AgentStatus) -> None:
         for callback in self.services.callbacks:
             callback.on_report(status)
 
-    def status(self, epsilon: float) -> AgentStatus:
-        """The agent's progress now."""
-        writer, sampler, returns = self.services.writer, self.services.sampler, self.recent_returns
+    def phase(self) -> AgentPhase:
+        """What the loop does at the current step, between evaluations."""
+        if not self.settings.learning:
+            return AgentPhase.PLAYING
+        return AgentPhase.FILLING if self.state.step < self.settings.learning_starts else AgentPhase.LEARNING
+
+    def status(self, epsilon: float, phase: AgentPhase) -> AgentStatus:
+        """The agent's progress now; marks the step counter for the windowed rate."""
+        writer, sampler, returns, state = self.services.writer, self.services.sampler, self.recent_returns, self.state
+        self.step_rate.mark(time.monotonic(), state.step)
         return AgentStatus(
             agent_id=self.agent_id,
-            step=self.state.step,
-            episodes=self.state.episode,
+            phase=phase,
+            step=state.step,
+            learning_starts=self.settings.learning_starts,
+            total_steps=self.settings.total_steps,
+            episodes=state.episode,
             last_return=returns[-1] if returns else None,
             mean_return=float(np.mean(returns)) if returns else None,
-            steps_per_second=(self.state.step - self.steps_at_start) / max(1e-9, time.perf_counter() - self.started),
+            steps_per_second=self.step_rate.per_second(),
             epsilon=epsilon,
             replay_size=sampler.size(),
             hive_pushed=sampler.hive_pushed,
             last_eval=self.result.last_eval,
+            best_eval=state.best_eval if math.isfinite(state.best_eval) else None,
             dropped=writer.dropped,
             push_errors=writer.push_errors,
             corrupt_entries=sampler.corrupt_entries,

@@ -53,3 +53,16 @@ def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> flo
     """Exploration rate decayed linearly from `start` to `end` over `decay_steps`."""
     fraction = min(1.0, step / decay_steps)
     return start + fraction * (end - start)
+
+
+def ape_x_epsilon(agent_index: int, hive_size: int, base: float = 0.4, alpha: float = 7.0) -> float:
+    """Agent i of N's constant exploration rate in Ape-X (Horgan et al., 2018): base ** (1 + alpha * i / (N - 1)).
+
+    Agent 0 explores most (`base`), agent N-1 least (`base ** (1 + alpha)`); a lone agent gets
+    `base`. An index past the hive (a replica that joined beyond N) wraps around (i mod N), so
+    it gets one of the hive's rates rather than a vanishing one.
+    """
+    if hive_size <= 1:
+        return base
+    position = agent_index % hive_size
+    return float(base ** (1.0 + alpha * position / (hive_size - 1)))

@@ -9,23 +9,28 @@ import numpy as np
 import redis
 from borg_common.throttle import ThrottledLog
 
-from borg_game.codec import CorruptTransitionError, TransitionCodec
+from borg_game.codec import CorruptTransitionError, ObservationSpec, TransitionCodec
 from borg_game.replay import ReplayBatch
 
 
 class _BatchAssembler:
-    """Decodes stored entries into preallocated batch arrays, skipping corrupt ones."""
+    """Decodes stored entries into preallocated batch arrays, skipping corrupt and foreign ones."""
 
     def __init__(self, codec: TransitionCodec) -> None:
         self._codec = codec
         self.corrupt = 0
+        self.expected: ObservationSpec | None = None  # None: any shape
         self._skipped = ThrottledLog(5.0)
 
     def assemble(self, entries: list[bytes]) -> ReplayBatch | None:
         decoded = []
         for entry in entries:
             try:
-                decoded.append(self._codec.decode(entry))
+                transition = self._codec.decode(entry)
+                observed = ObservationSpec(transition.state.shape, transition.state.dtype)
+                if self.expected is not None and observed != self.expected:
+                    raise CorruptTransitionError(f"observation {observed} differs from this agent's {self.expected}")
+                decoded.append(transition)
             except CorruptTransitionError as error:
                 self.corrupt += 1
                 self._skipped.warning("skipped a corrupt replay entry ({} so far): {}", self.corrupt, error)
@@ -62,6 +67,10 @@ class DirectSampler:
     def corrupt_entries(self) -> int:
         """Entries skipped as undecodable."""
         return self._assembler.corrupt
+
+    def expect(self, spec: ObservationSpec) -> None:
+        """Skip (and count) drawn entries whose observations are not of `spec`."""
+        self._assembler.expected = spec
 
     def size(self) -> int:
         """Length of the Redis list as of the last sync."""

@@ -8,8 +8,6 @@ Ctrl-C (or SIGTERM) stops every process cleanly, each agent writing a final chec
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib.util
 import os
 import signal
@@ -25,19 +23,12 @@ from typing import Any
 import redis
 from dotenv import dotenv_values
 
+from borg_game.child_process import die_with_parent
+from borg_game.console import BestEvaluation, best_evaluation, render_progress
 from borg_game.redis_access import redis_problem
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.settings import SettingsError, load_settings
-from borg_game.status import AgentStatus, read_statuses
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in each child before exec: if the launcher is killed outright, the kernel sends
-    # the child SIGTERM, so no agent is ever left behind.
-    with contextlib.suppress(OSError):  # not Linux: children then rely on stop() alone
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+from borg_game.status import read_statuses
 
 
 def hive_environment(base: Mapping[str, str], env_file: Path) -> dict[str, str]:
@@ -51,43 +42,11 @@ def hive_environment(base: Mapping[str, str], env_file: Path) -> dict[str, str]:
     return merged
 
 
-def _format(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def render_progress(statuses: list[AgentStatus], run_id: str, started: float) -> str:
-    """The console view: one hive line, then one line per agent."""
-    elapsed = time.monotonic() - started
-    hive_steps = sum(status.step for status in statuses)
-    speed = sum(status.steps_per_second for status in statuses)
-    episodes = sum(status.episodes for status in statuses)
-    means = [status.mean_return for status in statuses if status.mean_return is not None]
-    hive_mean = sum(means) / len(means) if means else None
-    replay = max((status.replay_size for status in statuses), default=0)
-    pushed = max((status.hive_pushed for status in statuses), default=0)
-    lines = [
-        f"[{time.strftime('%H:%M:%S', time.gmtime(elapsed))}] {run_id}: {len(statuses)} agents | "
-        f"hive steps {hive_steps:,} | {speed:,.0f} steps/s | episodes {episodes:,} | "
-        f"hive mean return {_format(hive_mean, '.1f')} | replay {replay:,} held, {pushed:,} pushed"
-    ]
-    for status in statuses:
-        lines.append(
-            f"  {status.agent_id:<12} step {status.step:>9,}  ep {status.episodes:>5}  "
-            f"last {_format(status.last_return, '6.1f')}  mean100 {_format(status.mean_return, '6.1f')}  "
-            f"eval {_format(status.last_eval, '6.1f')}  {status.steps_per_second:6.0f} sps  eps {status.epsilon:.3f}"
-            + problems(status)
-        )
-    return "\n".join(lines)
-
-
-def problems(status: AgentStatus) -> str:
-    """The replay memory's trouble counters of an agent, when any is non-zero."""
-    counters = {
-        "dropped": status.dropped,
-        "push errors": status.push_errors,
-        "corrupt entries": status.corrupt_entries,
-    }
-    return "".join(f"  {name} {count:,}" for name, count in counters.items() if count)
+def tensorboard_hint(tensorboard_dir: Path | None) -> str:
+    """How to watch the run in TensorBoard, or that its event files are off."""
+    if tensorboard_dir is None:
+        return "TensorBoard off (CONFIG_tensorboard_dir is empty)"
+    return f"TensorBoard: tensorboard --logdir {tensorboard_dir}"
 
 
 class Hive:
@@ -109,7 +68,7 @@ class Hive:
             env={**self.environment, **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def running_agents(self) -> list[str]:
@@ -165,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.env_id:
         environment["CONFIG_env_id"] = args.env_id
     environment.setdefault("CONFIG_run_id", f"local-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    # Every agent knows the hive's size: the N of CONFIG_exploration=ape_x.
+    for key in [key for key in environment if key.upper() == "CONFIG_HIVE_SIZE"]:
+        del environment[key]
+    environment["CONFIG_hive_size"] = str(args.agents)
     config_keys = {key.upper(): key for key in environment if key.upper().startswith("CONFIG_")}
     try:  # fail here, once, rather than in N children
         settings = load_settings({key: environment[key] for key in config_keys.values()}, env_file=None)
@@ -210,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             hive.spawn("monitor", "borg_monitor", {})
         print(
             f"hive {settings.run_id}: {args.agents} agents on {settings.env_id}; logs in {hive.log_dir}/, "
-            f"TensorBoard: tensorboard --logdir {settings.tensorboard_dir}; Ctrl-C stops"
+            f"{tensorboard_hint(settings.tensorboard_dir)}; Ctrl-C stops"
         )
         client = redis.Redis.from_url(redis_url, socket_timeout=5)
         last_view = 0.0
+        best: BestEvaluation | None = None
         while not stopping and hive.running_agents():
             time.sleep(0.2)
             for name in hive.failed():
@@ -223,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() - last_view >= args.progress_interval:
                 last_view = time.monotonic()
                 try:
-                    print(render_progress(read_statuses(client, settings.run_id), settings.run_id, started), flush=True)
+                    statuses = read_statuses(client, settings.run_id)
+                    best = best_evaluation(statuses, best)
+                    print(render_progress(statuses, settings.run_id, last_view - started, best), flush=True)
                 except redis.RedisError as error:
                     print(f"progress view: Redis not reachable ({error})", file=sys.stderr)
     finally:

@@ -1,8 +1,8 @@
 """The default sample side: a local mirror of the hive's newest transitions, pulled
 incrementally from Redis and sampled locally in O(1) per transition.
 
-The pull runs one read-only script on `pull_client`, which may be a Redis replica while the
-writer pushes to the primary.
+The pull (`pull_script.PullScript`) runs one read-only script on the client it is given,
+which may be a Redis read replica (CONFIG_redis_read_url) while the writer pushes to the primary.
 """
 
 from __future__ import annotations
@@ -13,29 +13,17 @@ import numpy as np
 import redis
 from borg_common.throttle import ThrottledLog
 
-from borg_game.codec import CorruptTransitionError, TransitionCodec
+from borg_game.codec import CorruptTransitionError, ObservationSpec, StoredTransition, TransitionCodec
 from borg_game.mirror_store import IndexSampler, MirrorStore, UniformIndexSampler
+from borg_game.pull_script import PullScript
 from borg_game.replay import ReplayBatch
-
-# Reads the entries with sequence numbers in (seen, seen + chunk], oldest chunk first, and
-# returns [pushed, new_seen, entries newest-first]. Atomic, so no push can slip in between
-# reading the counter and reading the list. A reader more than `capacity` behind skips to
-# what is still stored; a counter that went backwards (Redis lost its data) restarts it.
-_PULL_SCRIPT = """
-local pushed = tonumber(redis.call('GET', KEYS[2]) or '0')
-local seen = tonumber(ARGV[1])
-local chunk = tonumber(ARGV[2])
-local capacity = tonumber(ARGV[3])
-if seen > pushed then seen = 0 end
-if pushed - seen > capacity then seen = pushed - capacity end
-local high = math.min(pushed, seen + chunk)
-if high <= seen then return {pushed, seen, {}} end
-return {pushed, high, redis.call('LRANGE', KEYS[1], pushed - high, pushed - seen - 1)}
-"""
 
 
 class MirrorSampler:
-    """A local copy of the hive's newest transitions, pulled incrementally, sampled locally."""
+    """A local copy of the hive's newest transitions, pulled incrementally, sampled locally.
+
+    `client` is where pulls go: the primary, or a read replica of it (CONFIG_redis_read_url).
+    """
 
     def __init__(
         self,
@@ -48,15 +36,14 @@ class MirrorSampler:
         max_pull_seconds: float = 0.5,
         index_sampler: IndexSampler | None = None,
     ) -> None:
-        self._client = client
         self._index_sampler: IndexSampler = index_sampler or UniformIndexSampler()
-        self._keys = [key, counter_key]
         self._capacity = capacity
         self._codec = codec
         self._pull_chunk = pull_chunk
         self._max_pull_seconds = max_pull_seconds
-        self._pull = client.register_script(_PULL_SCRIPT)
-        self._store: MirrorStore | None = None  # made at the first entry, which fixes the shape
+        self._pull = PullScript(client, key, counter_key)
+        # Made by `expect` (the agent's env fixes the shape), else at the first entry pulled.
+        self._store: MirrorStore | None = None
         self._seen = 0
         self._pushed = 0
         self._corrupt = 0
@@ -73,6 +60,11 @@ class MirrorSampler:
         """Entries skipped on pull: undecodable, or of another observation shape than the hive's."""
         return self._corrupt
 
+    def expect(self, spec: ObservationSpec) -> None:
+        """Hold only observations of `spec`, the agent's own env's; other entries are skipped and counted."""
+        if self._store is None or self._store.spec != spec:
+            self._store = MirrorStore(self._capacity, spec)
+
     def size(self) -> int:
         """Transitions held locally."""
         return 0 if self._store is None else self._store.size
@@ -82,16 +74,16 @@ class MirrorSampler:
         deadline = time.monotonic() + self._max_pull_seconds
         try:
             while True:
-                pushed, new_seen, entries = self._pull(
-                    keys=self._keys, args=[self._seen, self._pull_chunk, self._capacity]
-                )
-                self._pushed = int(pushed)
-                self._seen = int(new_seen)
+                pushed, new_seen, entries = self._pull(self._seen, self._pull_chunk, self._capacity)
+                self._pushed = pushed
+                self._seen = new_seen
                 # LRANGE returned newest first; the ring wants oldest first.
-                first_slot = 0 if self._store is None else self._store.cursor
-                appended = sum(self._append(entry) for entry in reversed(entries))
-                if appended:
-                    self._index_sampler.added(first_slot, appended, self._capacity)
+                rows = [row for row in map(self._row, reversed(entries)) if row is not None]
+                if rows:
+                    store = self._store
+                    assert store is not None  # made by the first row
+                    first_slot = store.extend(rows, self._codec)
+                    self._index_sampler.added(first_slot, min(len(rows), self._capacity), self._capacity)
                 if self._seen >= self._pushed or time.monotonic() > deadline:
                     return True
         except redis.RedisError as error:
@@ -100,19 +92,19 @@ class MirrorSampler:
             )
             return False
 
-    def _append(self, entry: bytes) -> bool:
+    def _row(self, entry: bytes) -> StoredTransition | None:
+        """The entry as a row of the store (made at the first one), or None when skipped."""
         try:
             row = self._codec.stored(entry)
             if self._store is None:
                 self._store = MirrorStore(self._capacity, row.spec)
             elif row.spec is not self._store.spec and row.spec != self._store.spec:
-                raise CorruptTransitionError(f"observation {row.spec} differs from the hive's {self._store.spec}")
-            self._store.append(row, self._codec)
-            return True
+                raise CorruptTransitionError(f"observation {row.spec} differs from this agent's {self._store.spec}")
+            return row
         except CorruptTransitionError as error:
             self._corrupt += 1
             self._skipped.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
-            return False
+            return None
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
         """Draws of the index sampler (uniform by default); None while fewer than `batch_size` are held."""

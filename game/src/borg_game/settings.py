@@ -5,12 +5,16 @@ working directory, in any case (`CONFIG_seed` and `CONFIG_SEED` are the same key
 environment wins over `.env`. An unknown `CONFIG_` key or a bad value stops the agent with a
 message that names the key: a typo must never silently fall back to a default. The keys the
 memory monitor reads too come from `borg_common.settings.SharedSettings`.
+
+`CONFIG_AGENT<i>__<key>` sets `<key>` for the agent of index i alone (agents configured
+individually in one hive, locally and under compose); it is checked like every key.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -70,12 +74,19 @@ class Settings(SharedSettings):
     agent_index: int | None = Field(
         None,
         ge=0,
-        description="Index of this agent in the hive (seeds it); unset: a unique one from Redis.",
+        description="Index of this agent in the hive (seeds it); unset: a lease on the lowest free one in Redis.",
     )
-    agent_id: str | None = Field(None, description="Name of this agent; unset: '<host>-<index>'.")
+    agent_id: str | None = Field(None, description="Name of this agent; unset: 'agent-<index>'.")
+    agent_lease_seconds: int = Field(
+        30, ge=3, description="Time to live of the Redis lease on a claimed agent index (renewed while running)."
+    )
+    stale_agent_days: float = Field(
+        14.0,
+        ge=0.0,
+        description="Checkpoints and best models of other agents untouched this many days are deleted (0: never).",
+    )
 
-    # --- environment -----------------------------------------------------------------
-    env_id: str = Field("ALE/Pong-v5", description="Gymnasium environment id (ALE/* gets the Atari stack).")
+    # --- environment (env_id: shared) ----------------------------------------------------
     repeat_action_probability: float = Field(
         0.25, ge=0.0, le=1.0, description="Sticky actions of ALE v5 envs (0.25 is the v5 default)."
     )
@@ -100,6 +111,16 @@ class Settings(SharedSettings):
     epsilon_start: float = Field(1.0, ge=0.0, le=1.0, description="Exploration rate at step 0.")
     epsilon_end: float = Field(0.01, ge=0.0, le=1.0, description="Exploration rate after the decay.")
     epsilon_decay_steps: int = Field(100_000, ge=1, description="Agent steps of the linear epsilon decay.")
+    exploration: Literal["linear", "ape_x"] = Field(
+        "linear",
+        description="linear: every agent decays epsilon_start -> epsilon_end; ape_x: agent i of hive_size keeps "
+        "epsilon ape_x_epsilon ** (1 + ape_x_alpha * i / (hive_size - 1)).",
+    )
+    hive_size: int = Field(
+        1, ge=1, description="Agents in the hive, N of ape_x (make run sets it; compose: = --scale game=N)."
+    )
+    ape_x_epsilon: float = Field(0.4, gt=0.0, lt=1.0, description="Base epsilon of the ape_x scheme (Ape-X: 0.4).")
+    ape_x_alpha: float = Field(7.0, ge=0.0, description="Exponent spread of the ape_x scheme (Ape-X: 7).")
     # NoDecode: '64,64' is parsed by `_parse_sizes`, not as JSON.
     mlp_hidden_sizes: Annotated[tuple[int, ...], NoDecode] = Field(
         (256, 256), description="Hidden layers of the MLP used for vector observations, e.g. '64,64'."
@@ -108,6 +129,9 @@ class Settings(SharedSettings):
     torch_threads: int = Field(1, ge=0, description="CPU threads per agent for torch (0: torch's default).")
 
     # --- shared replay memory (redis_url, replay_key, push_counter_key, replay_capacity: shared)
+    redis_read_url: str | None = Field(
+        None, description="A read replica of redis_url for the mirror's pulls (same password); unset: the primary."
+    )
     replay_sampling: Literal["mirror", "direct"] = Field(
         "mirror", description="mirror: sample a local copy pulled incrementally; direct: LINDEX from Redis."
     )
@@ -175,10 +199,24 @@ class Settings(SharedSettings):
             return tuple(int(part) for part in text.split(",") if part.strip())
         return value
 
-    @field_validator("tensorboard_dir", "training_log_file", "agent_index", "agent_id", mode="before")
+    @field_validator(
+        "tensorboard_dir",
+        "training_log_file",
+        "agent_index",
+        "agent_id",
+        "redis_read_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _check_read_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://[:PASSWORD@]HOST:PORT/DB URL of a read replica, or empty")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -197,29 +235,68 @@ class Settings(SharedSettings):
         """All settings as JSON values with passwords masked: for logs, TensorBoard, checkpoints."""
         return redact_values(self.model_dump(mode="json"))
 
-    def resolved_agent_id(self, hostname: str) -> str:
-        """This agent's name: the configured one, else '<host>-<index>'."""
-        return self.agent_id or f"{hostname}-{self.agent_index}"
+    def resolved_agent_id(self) -> str:
+        """This agent's name: the configured one, else 'agent-<index>' (stable across restarts)."""
+        return self.agent_id or f"agent-{self.agent_index}"
+
+
+# `CONFIG_AGENT<i>__<key>`: a setting of the agent with index i only (individually configured agents).
+_AGENT_OVERRIDE = re.compile(rf"^{ENV_PREFIX}AGENT(\d+)__(\w+)$", re.IGNORECASE)
+# What an override may not set: the index it is selected by.
+_NOT_OVERRIDABLE = frozenset({"agent_index"})
 
 
 def check_unknown_keys(source: Mapping[str, str | None], origin: str) -> None:
     """Raise SettingsError naming every `CONFIG_` key of `source` that no service of the hive reads."""
     known = set(Settings.model_fields) | set(MonitorSettings.model_fields)
+    overridable = sorted(set(Settings.model_fields) - _NOT_OVERRIDABLE)
     problems = []
     for key in source:
         name = key[len(ENV_PREFIX) :].lower()
         if not key.upper().startswith(ENV_PREFIX) or name in known:
             continue
-        hint = difflib.get_close_matches(name, sorted(known), n=1)
-        suggestion = f" (did you mean {ENV_PREFIX}{hint[0]}?)" if hint else ""
+        override = _AGENT_OVERRIDE.match(key)
+        if override is not None:
+            name, choices, prefix = override.group(2).lower(), overridable, key[: override.start(2)]
+            if name in choices:
+                continue
+        else:
+            choices, prefix = sorted(known), ENV_PREFIX
+        hint = difflib.get_close_matches(name, choices, n=1)
+        suggestion = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
         problems.append(f"unknown setting {key} in {origin}{suggestion}")
     if problems:
         raise SettingsError("; ".join(problems))
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+def split_agent_overrides(values: Mapping[str, str | None]) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """`CONFIG_` values (keyed by lower-case name) split into the hive's and each index's own."""
+    shared: dict[str, Any] = {}
+    per_agent: dict[int, dict[str, Any]] = {}
+    for name, value in values.items():
+        override = _AGENT_OVERRIDE.match(ENV_PREFIX + name)
+        if override is None:
+            shared[name] = value
+        else:
+            per_agent.setdefault(int(override.group(1)), {})[override.group(2).lower()] = value
+    return shared, per_agent
+
+
+def _validate_with_preset(values: Mapping[str, Any]) -> Settings:
+    merged = dict(values)
+    env_id = str(merged.get("env_id") or Settings.model_fields["env_id"].default)
+    for name, value in ENV_PRESETS.get(env_id, {}).items():
+        merged.setdefault(name, value)  # a preset only fills what the user did not set
+    return validate_settings(Settings, merged)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env"), agent_index: int | None = None
+) -> Settings:
     """Read settings from `environ` (default: the process environment) and `env_file`.
 
+    `agent_index` (else CONFIG_agent_index) picks the `CONFIG_AGENT<i>__<key>` overrides that
+    apply. Every index's overrides are validated, so a bad one fails at every agent's start.
     Raises SettingsError, naming the key, for unknown keys and invalid values.
     """
     environ = os.environ if environ is None else environ
@@ -231,10 +308,18 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     # Values are passed explicitly so that `environ` may differ from os.environ (tests).
     merged: dict[str, Any] = config_values(file_values)
     merged.update(config_values(environ))
-    env_id = str(merged.get("env_id") or Settings.model_fields["env_id"].default)
-    for name, value in ENV_PRESETS.get(env_id, {}).items():
-        merged.setdefault(name, value)  # a preset only fills what the user did not set
-    return validate_settings(Settings, merged)
+    shared, per_agent = split_agent_overrides(merged)
+    if agent_index is not None:
+        shared["agent_index"] = agent_index
+    settings = _validate_with_preset(shared)
+    for index, overrides in sorted(per_agent.items()):
+        try:
+            own = _validate_with_preset({**shared, **overrides})
+        except SettingsError as error:
+            raise SettingsError(f"in the CONFIG_AGENT{index}__ overrides: {error}") from None
+        if index == settings.agent_index:
+            settings = own
+    return settings
 
 
 def env_example() -> str:
@@ -242,6 +327,8 @@ def env_example() -> str:
     lines = [
         "# --- game agents: python -m borg_game.settings prints this block ---",
         "# Every key with its default, commented out: uncomment a line to change it.",
+        "# One agent only: CONFIG_AGENT<i>__<key>=value sets <key> for the agent of index i",
+        "# (e.g. CONFIG_AGENT1__learning_rate=0.0005); docs/full-stack.md, individually configured agents.",
         *env_example_lines(Settings, Settings.model_fields),
     ]
     return "\n".join(lines) + "\n"

@@ -144,8 +144,8 @@ def run_soak(
                 elapsed_seconds=round(time.monotonic() - started, 1),
                 rss_mib=memory,
                 redis_used_mib=round(int(info["used_memory"]) / 2**20, 1),
-                transitions=int(client.llen(settings.replay_key)),
-                pushed=int(client.get(settings.push_counter_key) or 0),
+                transitions=int(client.llen(settings.env_replay_key)),
+                pushed=int(client.get(settings.env_push_counter_key) or 0),
             )
             report.samples.append(sample)
             print(

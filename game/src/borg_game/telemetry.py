@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -51,6 +51,7 @@ class TrainRecord:
     mean_q: float
     grad_norm: float
     learning_rate: float
+    epsilon: float
     replay_sample_age_seconds: float
     replay_size: int
     dropped_transitions: int
@@ -70,6 +71,27 @@ class EvalRecord:
     eval_episodes: int
     eval_epsilon: float
     repeat_action_probability: float
+    epsilon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exploration:
+    """How an agent explores: stamped on every record so runs of different schemes compare.
+
+    Attributes:
+        exploration: the scheme, CONFIG_exploration ('linear' or 'ape_x').
+        agent_index: the agent's index in the hive (its place in the ape_x scheme).
+        hive_size: the N of the ape_x scheme (CONFIG_hive_size).
+    """
+
+    exploration: str = "linear"
+    agent_index: int = 0
+    hive_size: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> Exploration:
+        """The exploration settings of an agent."""
+        return cls(settings.exploration, settings.agent_index or 0, settings.hive_size)
 
 
 Record = EpisodeRecord | TrainRecord | EvalRecord
@@ -87,6 +109,7 @@ _TENSORBOARD_TAGS: dict[str, dict[str, str]] = {
         "mean_q": "losses/q_values",
         "grad_norm": "losses/grad_norm",
         "learning_rate": "charts/learning_rate",
+        "epsilon": "charts/epsilon",
         "replay_sample_age_seconds": "charts/replay_sample_age_seconds",
         "replay_size": "charts/replay_size",
         "dropped_transitions": "replay/dropped_transitions",
@@ -162,12 +185,13 @@ class JsonLinesSink:
 class TrainingLog:
     """Stamps records with the common fields and hands them to every sink."""
 
-    def __init__(self, run_id: str, agent_id: str, sinks: list[Sink]) -> None:
+    def __init__(self, run_id: str, agent_id: str, sinks: list[Sink], exploration: Exploration | None = None) -> None:
         self._common = {
             "run_id": run_id,
             "agent_id": agent_id,
             "host": socket.gethostname(),
             "schema_version": MESSAGE_SCHEMA_VERSION,
+            **asdict(exploration or Exploration()),
         }
         self._sinks = sinks
         self._sink_failures = ThrottledLog(60.0)
@@ -218,7 +242,7 @@ def build_training_log(settings: Settings, agent_id: str) -> TrainingLog:
         sinks.append(JsonLinesSink(settings.training_log_file))
     if settings.kafka_bootstrap_servers is not None:
         sinks.append(kafka_sink(settings.kafka_bootstrap_servers, settings, agent_id))
-    return TrainingLog(settings.run_id, agent_id, sinks)
+    return TrainingLog(settings.run_id, agent_id, sinks, Exploration.of(settings))
 
 
 def kafka_sink(bootstrap_servers: str, settings: Settings, agent_id: str) -> Sink:

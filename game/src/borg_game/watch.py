@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from borg_game.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatchError, check_compatible
+from borg_game.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatchError, check_compatible, env_model_store
 from borg_game.envs import make_env
 from borg_game.eval_videos import video_dir
 from borg_game.networks import build_q_network
@@ -71,6 +71,8 @@ def read_best_model(path: Path) -> BestModel:
 
 def find_best_model(store: Path, agent_id: str | None, env_id: str | None) -> BestModel:
     """The best model of `agent_id`, or the best-scoring one in the store (of `env_id` if given)."""
+    if env_id is not None and env_model_store(store, env_id).is_dir():
+        store = env_model_store(store, env_id)  # agents keep each environment's models apart
     if agent_id is not None:
         path = store / f"{_BEST_PREFIX}{agent_id}{_BEST_SUFFIX}"
         if not path.is_file():
@@ -82,7 +84,9 @@ def find_best_model(store: Path, agent_id: str | None, env_id: str | None) -> Be
             )
         candidates = [read_best_model(path)]
     else:
-        candidates = [read_best_model(path) for path in sorted(store.glob(f"{_BEST_PREFIX}*{_BEST_SUFFIX}"))]
+        pattern = f"{_BEST_PREFIX}*{_BEST_SUFFIX}"
+        found = sorted([*store.glob(pattern), *store.glob(f"*/{pattern}")])  # the store or its env folders
+        candidates = [read_best_model(path) for path in found]
         if not candidates:
             raise WatchError(f"no best model in {store.resolve()} (looked for best-*.pt). {HOW_TO_MAKE_ONE}")
     fitting = [model for model in candidates if env_id is None or model.env_id == env_id]

@@ -27,7 +27,7 @@ def main() -> int:
     logger.info("settings: {}", redact_values(settings.model_dump(mode="json")))
 
     client = connect(settings.redis_url)
-    probe = RedisProbe(client, settings.replay_key, settings.push_counter_key, settings.run_id)
+    probe = RedisProbe(client, settings.env_replay_key, settings.env_push_counter_key, settings.run_id)
     publisher = build_publisher(settings)
     try:
         published = run_monitor(settings, probe, publisher, stop)

@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 from borg_monitor.redis_probe import RedisReading
+from borg_monitor.replication import replication_fields
 
 MESSAGE_SCHEMA_VERSION = 1
 MONITOR_AGENT_ID = "monitor"
@@ -57,6 +58,7 @@ def memory_message(
         "ops_per_second": reading.ops_per_second,
         "connected_clients": reading.connected_clients,
         "live_agents": reading.live_agents,
+        **replication_fields(reading.replicas, reading.connected_replicas),
     }
 
 
@@ -70,5 +72,13 @@ def console_line(message: dict[str, Any]) -> str:
         f" | used {message['used_memory_bytes'] / 2**20:,.1f} MiB"
         f" | pushed {message['push_counter']:,} ({'-' if rate is None else f'{rate:,.0f}'}/s)"
         f" | {message['ops_per_second']:,.0f} ops/s | {message['connected_clients']} clients"
-        f" | {message['live_agents']} agents"
+        f" | {message['live_agents']} agents" + _replicas_part(message)
     )
+
+
+def _replicas_part(message: dict[str, Any]) -> str:
+    if not message["connected_replicas"]:
+        return ""
+    lag_bytes, lag_seconds = message["replica_max_lag_bytes"], message["replica_max_lag_seconds"]
+    lag = "-" if lag_bytes is None else f"{lag_bytes:,} B / {lag_seconds} s"
+    return f" | {message['connected_replicas']} replicas, lag {lag}"

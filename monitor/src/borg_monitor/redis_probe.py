@@ -13,6 +13,8 @@ from loguru import logger
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from borg_monitor.replication import ReplicaLag, replica_lags
+
 # MEMORY USAGE of a list samples this many of its quicklist nodes and extrapolates:
 # O(samples), cheap on a list of 1M transitions, and within a few percent since every node
 # holds entries of about the same size.
@@ -34,6 +36,8 @@ class RedisReading:
         ops_per_second: INFO stats instantaneous_ops_per_sec.
         connected_clients: INFO clients connected_clients.
         live_agents: agents of the run with an unexpired status key.
+        connected_replicas: INFO replication connected_slaves.
+        replicas: each replica's lag behind this primary (INFO replication).
     """
 
     monotonic: float
@@ -46,6 +50,8 @@ class RedisReading:
     ops_per_second: float
     connected_clients: int
     live_agents: int
+    connected_replicas: int = 0
+    replicas: tuple[ReplicaLag, ...] = ()
 
 
 def connect(url: str) -> redis.Redis:
@@ -88,12 +94,13 @@ class RedisProbe:
         pipe.llen(self._replay_key)
         pipe.get(self._push_counter_key)
         pipe.memory_usage(self._replay_key, samples=MEMORY_USAGE_SAMPLES)
+        pipe.info("replication")
         timestamp, monotonic = utc_timestamp(), time.monotonic()
         results = pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, redis.ConnectionError | redis.TimeoutError):
                 raise result
-        memory, stats, clients, length, counter, usage = (self._checked(result) for result in results)
+        memory, stats, clients, length, counter, usage, replication = (self._checked(result) for result in results)
         live_agents = sum(1 for _ in self._client.scan_iter(match=self._status_pattern, count=1000))
         return RedisReading(
             monotonic=monotonic,
@@ -106,6 +113,8 @@ class RedisProbe:
             ops_per_second=float((stats or {}).get("instantaneous_ops_per_sec", 0)),
             connected_clients=int((clients or {}).get("connected_clients", 0)),
             live_agents=live_agents,
+            connected_replicas=int((replication or {}).get("connected_slaves", 0)),
+            replicas=replica_lags(replication or {}),
         )
 
     def _checked(self, result: Any) -> Any:

@@ -1,0 +1,87 @@
+"""What an agent reports of itself: its phase through a short real run, its status as JSON."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from borg_game.agent import AgentServices, run_agent
+from borg_game.callbacks import AgentCallback
+from borg_game.redis_server import EmbeddedRedis
+from borg_game.replay_memory import build_replay_memory
+from borg_game.settings import load_settings
+from borg_game.status import AgentPhase, AgentStatus, StatusBoard, read_statuses
+from borg_game.telemetry import TrainingLog
+
+
+class StatusRecorder(AgentCallback):
+    def __init__(self) -> None:
+        self.statuses: list[AgentStatus] = []
+
+    def on_report(self, status: AgentStatus) -> None:
+        self.statuses.append(status)
+
+
+def test_agent_reports_filling_then_learning_and_its_evaluations(
+    tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    settings = load_settings(
+        {
+            "CONFIG_redis_url": redis_server.url,
+            "CONFIG_env_id": "CartPole-v1",
+            "CONFIG_run_id": "status-test",
+            "CONFIG_total_steps": "700",
+            "CONFIG_learning_starts": "300",
+            "CONFIG_train_frequency": "50",
+            "CONFIG_gradient_steps": "1",
+            "CONFIG_eval_interval": "400",
+            "CONFIG_eval_episodes": "1",
+            "CONFIG_checkpoint_interval": "100000",
+            "CONFIG_mlp_hidden_sizes": "16",
+            "CONFIG_status_interval": "0.001",
+            "CONFIG_model_store": str(tmp_path / "models"),
+            "CONFIG_tensorboard_dir": "",
+        },
+        env_file=None,
+    )
+    memory = build_replay_memory(settings, redis_client)
+    recorder = StatusRecorder()
+    services = AgentServices(
+        writer=memory.writer,
+        sampler=memory.sampler,
+        training_log=TrainingLog(settings.run_id, "agent-0", []),
+        callbacks=[recorder, StatusBoard(redis_client, settings.run_id, "agent-0")],
+    )
+    try:
+        run_agent(settings, "agent-0", services, threading.Event())
+    finally:
+        memory.writer.close()
+
+    phases = [(status.phase, status.step) for status in recorder.statuses]
+    assert phases[0] == (AgentPhase.FILLING, 1)
+    assert all(phase is AgentPhase.FILLING for phase, step in phases if step < 300)
+    assert all(phase is AgentPhase.LEARNING for phase, step in phases if step >= 300 and step != 400)
+    evaluating = [index for index, (phase, _) in enumerate(phases) if phase is AgentPhase.EVALUATING]
+    assert [phases[index][1] for index in evaluating] == [400]
+    after = recorder.statuses[evaluating[0] + 1]  # reported afresh, with the evaluation's score
+    assert (after.phase, after.step) == (AgentPhase.LEARNING, 400) and after.best_eval is not None
+    assert recorder.statuses[evaluating[0]].best_eval is None
+    assert all(status.total_steps == 700 and status.learning_starts == 300 for status in recorder.statuses)
+    assert recorder.statuses[-1].steps_per_second > 0
+    assert read_statuses(redis_client, "status-test") == [recorder.statuses[-1]]
+
+
+def test_status_keeps_its_phase_through_json() -> None:
+    status = AgentStatus("agent-3", phase=AgentPhase.EVALUATING, step=12, best_eval=20.5, total_steps=100)
+    assert json.loads(status.to_json())["phase"] == "evaluating"
+    assert AgentStatus.from_json(status.to_json()) == status
+
+
+def test_status_from_a_newer_agent_leaves_unknown_fields_out_and_names_an_unknown_phase() -> None:
+    assert AgentStatus.from_json('{"agent_id": "agent-0", "step": 5, "novelty": 1}') == AgentStatus("agent-0", step=5)
+    with pytest.raises(ValueError, match="'pondering' is not a valid AgentPhase"):
+        AgentStatus.from_json('{"agent_id": "agent-0", "phase": "pondering"}')
