@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from hive_runs import EvalPoint, eval_curve, first_reaching, read_log, run_hive, spread
 from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
-from borg_game.settings import ENV_PRESETS, Settings
+from borg_game.settings import ENV_PRESETS
 
 SOLVED = 475.0
 FIGURE_FILE = REPO_ROOT / "docs" / "figures" / "cartpole-hive-proof.png"
@@ -73,10 +73,8 @@ class Configuration:
 
     def settings(self) -> dict[str, object]:
         """The CONFIG_ keys that make this configuration, on top of the preset."""
-        settings: dict[str, object] = {"prioritized_replay": self.replay == "prioritized"}
-        if self.exploration == "ape_x":
-            settings |= {"exploration": "ape_x", "hive_size": self.agents}
-        return settings
+        # the local hive sets hive_size, the N of ape_x, to its number of agents
+        return {"prioritized_replay": self.replay == "prioritized", "exploration": self.exploration}
 
 
 def run_configuration(config: Configuration, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -386,7 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def configurations(args: argparse.Namespace) -> list[Configuration]:
-    """The grid the flags ask for; an error a person can act on for a scheme this agent lacks."""
+    """The grid the flags ask for; an error a person can act on for an unknown replay or scheme."""
     replays = args.replay.split(",")
     schemes = args.exploration.split(",")
     for flag, values, allowed in (
@@ -396,11 +394,6 @@ def configurations(args: argparse.Namespace) -> list[Configuration]:
         unknown = [value for value in values if value not in allowed]
         if unknown:
             raise SystemExit(f"{flag}: unknown {unknown}; expected some of {', '.join(allowed)}")
-    if "ape_x" in schemes and "exploration" not in Settings.model_fields:
-        raise SystemExit(
-            "--exploration ape_x needs the agent's per-agent exploration (the `exploration` and `hive_size` "
-            "settings), which this version lacks; run with --exploration linear"
-        )
     sizes = [int(agents) for agents in args.agents.split(",")]
     return [Configuration(agents, replay, scheme) for agents in sizes for replay in replays for scheme in schemes]
 
