@@ -10,18 +10,25 @@ from pathlib import Path
 
 import jsonschema
 import redis
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY, env_scoped_key
+from borg_common.settings import SharedSettings
 from borg_game.redis_server import EmbeddedRedis, free_port
 from borg_harness.kafka_broker import KafkaBroker
 
 from tests.conftest import TopicReader, schema_errors, spawn_monitor, wait_for
 
+# The monitor watches the replay keys of its CONFIG_env_id; the tests leave it at the default.
+DEFAULT_ENV_ID = str(SharedSettings.model_fields["env_id"].default)
+REPLAY_KEY = env_scoped_key(DEFAULT_REPLAY_KEY, DEFAULT_ENV_ID)
+PUSH_COUNTER_KEY = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, DEFAULT_ENV_ID)
+
 
 def push(client: redis.Redis, count: int, size: int = 1_000) -> None:
     """Push as the agents do: LPUSH + LTRIM + INCRBY of the counter in one transaction."""
     pipe = client.pipeline(transaction=True)
-    pipe.lpush("transitions", *[os.urandom(size) for _ in range(count)])
-    pipe.ltrim("transitions", 0, 4_999)
-    pipe.incrby("transitions:pushed", count)
+    pipe.lpush(REPLAY_KEY, *[os.urandom(size) for _ in range(count)])
+    pipe.ltrim(REPLAY_KEY, 0, 4_999)
+    pipe.incrby(PUSH_COUNTER_KEY, count)
     pipe.execute()
 
 
