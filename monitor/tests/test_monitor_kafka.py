@@ -107,20 +107,20 @@ def test_monitor_survives_redis_and_kafka_outages(
     )
     redis_data = tmp_path / "redis"
     try:
-        wait_for(lambda: "not readable" in log.read_text(), 15, "a warning that Redis is down")
+        wait_for(lambda: "not readable" in log.read_text(), 120, "a warning that Redis is down")
         with EmbeddedRedis(port=redis_port, data_dir=redis_data) as server:
             push(redis.Redis.from_url(server.url), 100)
-            wait_for(lambda: "replay 100/" in log.read_text(), 30, "readings once Redis is up")
+            wait_for(lambda: "replay 100/" in log.read_text(), 120, "readings once Redis is up")
         assert monitor.poll() is None, log.read_text()
         broker.start()  # Kafka arrives late: the readings buffered until now go out
         reader = TopicReader(broker.bootstrap_servers, topic)
-        reader.poll_until(lambda messages: len(messages) > 0, 60, "buffered readings after Kafka came up")
+        reader.poll_until(lambda messages: len(messages) > 0, 180, "buffered readings after Kafka came up")
         buffered = len(reader.messages)
         with EmbeddedRedis(port=redis_port, data_dir=redis_data) as server:
             push(redis.Redis.from_url(server.url), 50)
             reader.poll_until(
                 lambda messages: any(message["transition_count"] == 50 for message in messages),
-                60,
+                180,
                 "readings after Redis came back",
             )
         assert monitor.poll() is None, log.read_text()
