@@ -56,7 +56,7 @@ from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import load_settings
 
-COUNTER = "transitions:pushed"  # the agents' default CONFIG_push_counter_key
+COUNTER = "transitions:pushed:ALE/Pong-v5"  # the agents' default push counter (of the default env)
 PASSWORD = "bench-scale"
 # A primary's main thread is one core; past this share of it, latency climbs steeply.
 CPU_BUDGET = 0.8

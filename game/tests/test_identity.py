@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import redis
 from borg_common.redis_keys import agent_lease_key
 
-from borg_game.identity import IndexLease, claim_agent_index
+from borg_game.identity import IndexLease, claim_agent_index, lease_holder
 
 RUN = "run"
 TTL = 30
@@ -18,8 +21,22 @@ def test_new_hosts_take_the_lowest_free_indices(redis_client: redis.Redis) -> No
 def test_a_restarted_host_gets_its_own_index_back_even_before_its_lease_expired(redis_client: redis.Redis) -> None:
     first = claim_agent_index(redis_client, RUN, "a", TTL)
     claim_agent_index(redis_client, RUN, "b", TTL)
-    # "a" crashed without releasing: its lease still holds; it restarts with the same host name.
+    # "a" crashed without releasing: its lease, naming a process that is gone, still holds.
+    redis_client.set(agent_lease_key(RUN, first), lease_holder("a", pid=gone_pid()), ex=TTL)
     assert claim_agent_index(redis_client, RUN, "a", TTL) == first
+
+
+def test_two_live_processes_of_one_host_get_distinct_indices(redis_client: redis.Redis) -> None:
+    first = claim_agent_index(redis_client, RUN, "a", TTL)
+    redis_client.set(agent_lease_key(RUN, first), lease_holder("a", pid=os.getppid()), ex=TTL)  # alive
+    assert claim_agent_index(redis_client, RUN, "a", TTL) == first + 1
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_after_down_and_up_new_hosts_take_the_released_indices_again(redis_client: redis.Redis) -> None:
@@ -61,7 +78,7 @@ def test_a_lease_expires_with_its_ttl_and_renewal_extends_it(redis_client: redis
 def test_renewal_reports_a_lease_another_host_took_and_release_leaves_it_alone(redis_client: redis.Redis) -> None:
     lease = IndexLease(redis_client, RUN, "a", TTL)
     key = agent_lease_key(RUN, lease.index)
-    redis_client.set(key, "b", ex=TTL)  # a's lease expired while it stalled; b claimed the index
+    redis_client.set(key, "b/1", ex=TTL)  # a's lease expired while it stalled; b claimed the index
     assert not lease.renew()
     lease.release()
-    assert redis_client.get(key) == b"b"
+    assert redis_client.get(key) == b"b/1"

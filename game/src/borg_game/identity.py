@@ -3,9 +3,10 @@
 An agent holds its index by a lease in Redis (`borg_common.redis_keys.agent_lease_key`): a
 key that names the holder's host and expires unless renewed. Claiming, in order:
 
-1. the index this host last held (`agent_host_key`), when its lease is free or still this
-   host's own: a container restarted by compose keeps its host name, so it gets its index,
-   and with it its agent id, seed and checkpoints, back;
+1. the index this host last held (`agent_host_key`), when its lease is free or held by a
+   process of this host that is gone (the lease names host and pid): a container restarted
+   by compose keeps its host name, so it gets its index, and with it its agent id, seed and
+   checkpoints, back; two live processes of one host never share an index;
 2. else the lowest index whose lease is free (`SET NX EX`): after `docker compose down` and
    `up` the new containers, whose host names are new, take 0..N-1 again; a replica added by
    `--scale` takes the next free one.
@@ -19,6 +20,7 @@ claimer may then share it until this agent stops.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from types import TracebackType
 
@@ -47,23 +49,50 @@ def _decoded(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def lease_holder(hostname: str, pid: int | None = None) -> str:
+    """The value of a lease: the host and the process holding it."""
+    return f"{hostname}/{os.getpid() if pid is None else pid}"
+
+
+def _held_by_a_dead_process_of(holder: str | None, hostname: str) -> bool:
+    # A lease of this host whose process is gone: a crash, restarted (a container restarted
+    # by compose keeps its host name and often its pid, which is then this very process).
+    if holder is None or not holder.startswith(f"{hostname}/"):
+        return False
+    pid = holder[len(hostname) + 1 :]
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():  # a restarted container's agent often has the pid of the last one
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def claim_agent_index(client: redis.Redis, run_id: str, hostname: str, ttl_seconds: int) -> int:
-    """Claim an index for `hostname` in run `run_id`: its own previous one if free, else the lowest free."""
+    """Claim an index for this process on `hostname` in run `run_id`: the host's previous one if
+    free (or held by a dead process of this host), else the lowest free one."""
+    holder = lease_holder(hostname)
     previous = _decoded(client.get(agent_host_key(run_id, hostname)))
     if previous is not None and previous.isdigit():
         index = int(previous)
         lease = agent_lease_key(run_id, index)
-        # Still ours: this host stopped without releasing (a crash) and restarts within the TTL.
-        if _decoded(client.get(lease)) == hostname or client.set(lease, hostname, nx=True, ex=ttl_seconds):
-            return _remember(client, run_id, hostname, index, ttl_seconds)
+        if client.set(lease, holder, nx=True, ex=ttl_seconds) or _held_by_a_dead_process_of(
+            _decoded(client.get(lease)), hostname
+        ):
+            return _remember(client, run_id, hostname, holder, index, ttl_seconds)
     for index in itertools.count():
-        if client.set(agent_lease_key(run_id, index), hostname, nx=True, ex=ttl_seconds):
-            return _remember(client, run_id, hostname, index, ttl_seconds)
+        if client.set(agent_lease_key(run_id, index), holder, nx=True, ex=ttl_seconds):
+            return _remember(client, run_id, hostname, holder, index, ttl_seconds)
     raise AssertionError("unreachable: itertools.count() never ends")
 
 
-def _remember(client: redis.Redis, run_id: str, hostname: str, index: int, ttl_seconds: int) -> int:
-    client.set(agent_lease_key(run_id, index), hostname, ex=ttl_seconds)
+def _remember(client: redis.Redis, run_id: str, hostname: str, holder: str, index: int, ttl_seconds: int) -> int:
+    client.set(agent_lease_key(run_id, index), holder, ex=ttl_seconds)
     client.set(agent_host_key(run_id, hostname), index, ex=HOST_MEMORY_SECONDS)
     return index
 
@@ -75,7 +104,7 @@ class IndexLease:
         self.index = claim_agent_index(client, run_id, hostname, ttl_seconds)
         self._client = client
         self._key = agent_lease_key(run_id, self.index)
-        self._holder = hostname
+        self._holder = lease_holder(hostname)
         self._ttl = ttl_seconds
         self._renew = client.register_script(_RENEW_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
