@@ -140,7 +140,7 @@ bench-tools: $(VENV)/.bench-installed  ## the benchmarks' extra tools (SB3, matp
 bench: install kafka-jars bench-tools  ## replay, agent loop, telemetry vs the 2023 reference -> bench-results.json
 	$(BIN)/python game/benchmarks/throughput.py $(BENCH_ARGS)
 
-bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 agents vs SB3's DQN, 3 seeds (~10 min on 2 cores)
+bench-learn: install bench-tools  ## CartPole: hives of 1, 2, 4 x uniform/prioritized x linear/ape_x vs SB3's DQN, equal own steps, 5 seeds
 	$(BIN)/python game/benchmarks/cartpole_learning.py $(BENCH_ARGS)
 
 bench-pong: install bench-tools  ## Pong on one GPU: AGENTS agents to an evaluation mean of 18 (curve PNG + TensorBoard)

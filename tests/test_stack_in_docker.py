@@ -344,10 +344,21 @@ def test_switching_back_to_cartpole_keeps_the_agents_running(stack: Stack) -> No
 
 def test_switching_environments_removes_no_volume(stack: Stack, history: History) -> None:
     assert stack.volumes() == history.volumes
+    # One folder per environment in the model store: both games' checkpoints must still be there.
     listing = docker(
-        "run", "--rm", "-v", f"{stack.project}_models:/models", "--entrypoint", "ls", stack.image("monitor"), "/models"
+        "run",
+        "--rm",
+        "-v",
+        f"{stack.project}_models:/models",
+        "--entrypoint",
+        "ls",
+        stack.image("monitor"),
+        "-R",
+        "/models",
     )
-    assert "checkpoint-" in listing, "the model store lost its checkpoints"
+    for folder in ("CartPole-v1", "ALE-Pong-v5"):
+        assert f"/models/{folder}:" in listing, f"the model store lost {folder}:\n{listing}"
+    assert listing.count("checkpoint-") >= 2, f"the model store lost its checkpoints:\n{listing}"
 
 
 def test_down_with_volumes_removes_the_whole_project(stack: Stack) -> None:

@@ -1,74 +1,101 @@
-"""`make bench-learn`: CartPole-v1 hives of 1, 2 and 4 agents against Stable-Baselines3's DQN.
+"""`make bench-learn`: does a CartPole-v1 hive learn faster than one agent, at equal own steps?
 
-    python game/benchmarks/cartpole_learning.py [--agents 1,2,4] [--seeds 1,2,3] [--budget 50000]
+    python game/benchmarks/cartpole_learning.py [--agents 1,2,4] [--replay uniform,prioritized]
+        [--exploration linear,ape_x] [--seeds 1,2,3,4,5] [--steps-per-agent 40000] [--parallel 1]
 
-Same machine, same step budget (hive total), same hyperparameters: SB3's rl-zoo CartPole-v1
-DQN (lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000, gamma 0.99, target update every
-10 steps, train_freq 256 with 128 gradient steps, epsilon to 0.04 over 16% of 50k steps,
-net [256, 256]); every agent of a hive gets them as CONFIG_ variables. Each run is
-evaluated every --eval-interval hive steps (10 greedy episodes; a hive's agents each evaluate
-every eval-interval / agents of their own steps). Reported per configuration, over the
-seeds: hive steps and seconds (since launch) to the first evaluation mean >= 475, median and
-spread, and whether the runs stay solved (share of later evaluations >= 475).
+Every configuration is a hive size x replay (uniform or prioritized) x exploration (one
+shared linear schedule, or Ape-X's fixed per-agent epsilons); Stable-Baselines3's DQN runs
+beside them as the outside reference. The comparison is at equal OWN steps: every agent of
+every hive plays the same number of steps (and so makes the same number of updates,
+DESIGN.md), so a hive of 4 plays 4x the hive steps of a lone agent. Agents and SB3 get the
+CartPole preset (ENV_PRESETS) as CONFIG_ variables, evaluate every --eval-interval of their
+own steps (greedy), and report per configuration over the seeds: each agent's own steps to
+its first evaluation >= 475, the same for the hive's best agent, the hive steps and seconds
+to the hive's first evaluation >= 475, and the share of the evaluations after an agent's
+first >= 475 that stay >= 475. The curves go to a PNG, the numbers to bench-results.json.
 
-Each run takes about a minute on 2 cores: 4 configurations x 3 seeds, about 10 minutes.
+--parallel runs that many runs at once: fewer minutes, but their seconds then share the cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from hive_runs import EvalPoint, eval_curve, first_reaching, read_log, run_hive, spread
-from machine import RESULTS_FILE, describe_machine, write_results
+from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
 from borg_game.settings import ENV_PRESETS
 
 SOLVED = 475.0
+FIGURE_FILE = REPO_ROOT / "docs" / "figures" / "cartpole-hive-proof.png"
 
-# SB3 rl-zoo's DQN hyperparameters for CartPole-v1: the agent's preset (ENV_PRESETS), spelled out
-# for SB3's DQN below, plus what the run fixes on top.
+# The agent's CartPole preset (ENV_PRESETS), spelled out for SB3's DQN below, plus what the run fixes on top.
 PRESET = ENV_PRESETS["CartPole-v1"]
+REPLAY_CAPACITY = 100_000
+GAMMA = 0.99
 CARTPOLE: dict[str, object] = {
     "env_id": "CartPole-v1",
     **PRESET,
-    "replay_capacity": 100_000,
-    "gamma": 0.99,
+    "replay_capacity": REPLAY_CAPACITY,
+    "gamma": GAMMA,
     "epsilon_start": 1.0,
     "tensorboard_dir": "",
     "checkpoint_interval": 1_000_000,
+    "record_video": False,  # wall time to solve is compared with SB3's, which records none
 }
 
 
-def run_agents(agents: int, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One hive of `agents` agents sharing the budget; its curve and when it was solved."""
+@dataclass(frozen=True)
+class Configuration:
+    """One cell of the grid: a hive of `agents` with a replay and an exploration scheme."""
+
+    agents: int
+    replay: str  # uniform | prioritized
+    exploration: str  # linear | ape_x
+
+    @property
+    def name(self) -> str:
+        """The stable name of its results, e.g. 'hive-4-prioritized-ape_x'."""
+        return f"hive-{self.agents}-{self.replay}-{self.exploration}"
+
+    def settings(self) -> dict[str, object]:
+        """The CONFIG_ keys that make this configuration, on top of the preset."""
+        # the local hive sets hive_size, the N of ape_x, to its number of agents
+        return {"prioritized_replay": self.replay == "prioritized", "exploration": self.exploration}
+
+
+def run_configuration(config: Configuration, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """One hive of the configuration, every agent playing --steps-per-agent of its own steps."""
     settings = {
         **CARTPOLE,
+        **config.settings(),
         "seed": seed,
-        "run_id": f"bench-cartpole-{agents}-{seed}",
-        "total_steps": args.budget // agents,
-        "eval_interval": max(1, args.eval_interval // agents),
+        "run_id": f"bench-{config.name}-{seed}",
+        "total_steps": args.steps_per_agent,
+        "priority_beta_steps": args.steps_per_agent,  # importance sampling reaches beta 1 at the budget's end
+        "eval_interval": args.eval_interval,
+        "eval_episodes": args.eval_episodes,
         "torch_threads": args.torch_threads,
-        "record_video": False,  # wall time to solve is compared with SB3's, which records none
     }
-    run = run_hive(agents, settings, workdir, timeout=args.run_timeout)
+    run = run_hive(config.agents, settings, workdir, timeout=args.run_timeout, label=f"{config.name} seed {seed}")
     if run.returncode != 0:
         print(
-            f"    hive exited with {run.returncode}; see {workdir / 'hive.out'}",
-            file=sys.stderr,
+            f"    {config.name} seed {seed}: hive exited with {run.returncode}; see {workdir / 'hive.out'}", flush=True
         )
-    return summarize(
-        f"hive-{agents}",
-        seed,
-        eval_curve(run.records, run.launched_at),
-        run.wall_seconds,
-    )
+    return summarize_run(config.name, seed, eval_curve(run.records, run.launched_at), run.wall_seconds)
 
 
 def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -76,34 +103,18 @@ def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     log = workdir / "training_log.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     launched_at = time.time()
-    command = [
-        sys.executable,
-        __file__,
-        "--sb3-worker",
-        "--seed",
-        str(seed),
-        "--budget",
-        str(args.budget),
-    ]
-    command += [
-        "--eval-interval",
-        str(args.eval_interval),
-        "--torch-threads",
-        str(args.torch_threads),
-    ]
-    command += ["--log", str(log)]
+    command = [sys.executable, __file__, "--sb3-worker", "--seed", str(seed), "--log", str(log)]
+    command += ["--steps-per-agent", str(args.steps_per_agent), "--eval-interval", str(args.eval_interval)]
+    command += ["--eval-episodes", str(args.eval_episodes), "--torch-threads", str(args.torch_threads)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=args.run_timeout, check=False)
     if completed.returncode != 0:
-        print(
-            f"    SB3 exited with {completed.returncode}:\n{completed.stderr[-2000:]}",
-            file=sys.stderr,
-        )
+        print(f"    sb3 seed {seed} exited with {completed.returncode}:\n{completed.stderr[-2000:]}", flush=True)
     records = read_log(log)
-    return summarize("sb3", seed, eval_curve(records, launched_at), time.time() - launched_at)
+    return summarize_run("sb3", seed, eval_curve(records, launched_at), time.time() - launched_at)
 
 
 def sb3_worker(args: argparse.Namespace) -> int:
-    """Train SB3's DQN with rl-zoo's CartPole settings, logging evaluations like an agent does."""
+    """Train SB3's DQN with the CartPole preset, logging evaluations like an agent does."""
     import gymnasium as gym
     import torch
     from borg_common.timestamps import utc_timestamp
@@ -121,7 +132,9 @@ def sb3_worker(args: argparse.Namespace) -> int:
 
         def _on_step(self) -> bool:
             if self.num_timesteps % args.eval_interval == 0:
-                returns, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=10, deterministic=True)
+                returns, _ = evaluate_policy(
+                    self.model, self.eval_env, n_eval_episodes=args.eval_episodes, deterministic=True
+                )
                 assert isinstance(returns, float)  # a mean: return_episode_rewards is False
                 record = {
                     "timestamp": utc_timestamp(),
@@ -138,145 +151,342 @@ def sb3_worker(args: argparse.Namespace) -> int:
         gym.make("CartPole-v1"),
         learning_rate=PRESET["learning_rate"],
         batch_size=PRESET["batch_size"],
-        buffer_size=CARTPOLE["replay_capacity"],
+        buffer_size=REPLAY_CAPACITY,
         learning_starts=PRESET["learning_starts"],
-        gamma=CARTPOLE["gamma"],
+        gamma=GAMMA,
         target_update_interval=PRESET["target_update_interval"],
         train_freq=PRESET["train_frequency"],
         gradient_steps=PRESET["gradient_steps"],
-        exploration_fraction=PRESET["epsilon_decay_steps"] / args.budget,  # the same decay steps at any budget
+        # the same decay steps at any budget, as the agents have
+        exploration_fraction=min(1.0, PRESET["epsilon_decay_steps"] / args.steps_per_agent),
         exploration_final_eps=PRESET["epsilon_end"],
         policy_kwargs={"net_arch": list(PRESET["mlp_hidden_sizes"])},
         seed=args.seed,
         device="cpu",
     )
     with Path(args.log).open("a", encoding="utf-8", buffering=1) as log:
-        model.learn(total_timesteps=args.budget, callback=Evaluate(log))
+        model.learn(total_timesteps=args.steps_per_agent, callback=Evaluate(log))
     return 0
 
 
-def first_staying(curve: list[EvalPoint], threshold: float) -> EvalPoint | None:
-    """The evaluation from which on every evaluation (of every agent) reaches `threshold`."""
-    for index, point in enumerate(curve):
-        if all(later.mean_return >= threshold for later in curve[index:]):
-            return point
-    return None
-
-
-def summarize(name: str, seed: int, curve: list[EvalPoint], wall_seconds: float) -> dict[str, Any]:
-    """When the run first reached 475, and whether it stayed there."""
-    solved = first_reaching(curve, SOLVED)
-    later = [point.mean_return for point in curve if solved is not None and point.seconds > solved.seconds]
-    stable = first_staying(curve, SOLVED)
+def summarize_run(config: str, seed: int, curve: list[EvalPoint], wall_seconds: float) -> dict[str, Any]:
+    """Per agent: own steps to its first evaluation >= 475 and what its later ones did; for the hive: when."""
+    agents = sorted({point.agent_id for point in curve})
+    own_steps: dict[str, int | None] = {}
+    later_evaluations = later_solved = 0
+    for agent in agents:
+        mine = [point for point in curve if point.agent_id == agent]
+        solved = first_reaching(mine, SOLVED)
+        own_steps[agent] = solved.agent_step if solved else None
+        if solved is not None:
+            later = [point.mean_return for point in mine if point.agent_step > solved.agent_step]
+            later_evaluations += len(later)
+            later_solved += sum(value >= SOLVED for value in later)
+    reached = [steps for steps in own_steps.values() if steps is not None]
+    hive_solved = first_reaching(curve, SOLVED)
     return {
-        "config": name,
+        "config": config,
         "seed": seed,
-        "solved_hive_steps": solved.hive_steps if solved else None,
-        "solved_seconds": solved.seconds if solved else None,
-        "stable_hive_steps": stable.hive_steps if stable else None,
-        "stable_seconds": stable.seconds if stable else None,
-        "stays_solved_share": sum(value >= SOLVED for value in later) / len(later) if later else None,
-        "last_eval": curve[-1].mean_return if curve else None,
-        "evaluations": len(curve),
+        "agent_own_steps_to_475": own_steps,
+        "best_agent_own_steps_to_475": min(reached) if reached else None,
+        "hive_steps_to_475": hive_solved.hive_steps if hive_solved else None,
+        "seconds_to_475": hive_solved.seconds if hive_solved else None,
+        "later_evaluations": later_evaluations,
+        "later_evaluations_at_475": later_solved,
+        "last_evaluations": {agent: [p.mean_return for p in curve if p.agent_id == agent][-1] for agent in agents},
         "wall_seconds": wall_seconds,
-        "curve": [[round(point.hive_steps), round(point.seconds, 1), point.mean_return] for point in curve],
+        "curve": [
+            [point.agent_id, point.agent_step, round(point.hive_steps), round(point.seconds, 1), point.mean_return]
+            for point in curve
+        ],
     }
 
 
-def summarize_configs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per configuration, over its seeds: first evaluation >= 475 and the one from which it stayed."""
+def summarize_configs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per configuration, over its seeds (and agents): median [min, max] of the steps and seconds to 475."""
     summary: dict[str, Any] = {}
-    for milestone, label in (
-        ("solved", "first evaluation >= 475"),
-        ("stable", "every evaluation >= 475 from"),
-    ):
-        print(
-            f"\n{label}:\n{'config':<8} {'runs':>5}  {'hive steps: median [min, max]':<34} seconds: median [min, max]"
-        )
-        for config in dict.fromkeys(run["config"] for run in runs):
-            mine = [run for run in runs if run["config"] == config]
-            steps = spread([run[f"{milestone}_hive_steps"] for run in mine])
-            seconds = spread([run[f"{milestone}_seconds"] for run in mine])
-            summary.setdefault(config, {})[f"{milestone}_hive_steps"] = steps
-            summary[config][f"{milestone}_seconds"] = seconds
-            print(
-                f"{config:<8} {steps['reached']}/{steps['runs']:<3}  "
-                f"{_show(steps['median'], ',.0f'):>8} [{_show(steps['min'], ',.0f')}, {_show(steps['max'], ',.0f')}]"
-                f"{'':<12}{_show(seconds['median'], '.0f'):>5} [{_show(seconds['min'], '.0f')}, "
-                f"{_show(seconds['max'], '.0f')}]"
-            )
+    for config in dict.fromkeys(run["config"] for run in runs):
+        mine = [run for run in runs if run["config"] == config]
+        later = sum(run["later_evaluations"] for run in mine)
+        summary[config] = {
+            "runs": len(mine),
+            "agent_own_steps_to_475": spread(
+                [steps for run in mine for steps in run["agent_own_steps_to_475"].values()]
+            ),
+            "best_agent_own_steps_to_475": spread([run["best_agent_own_steps_to_475"] for run in mine]),
+            "hive_steps_to_475": spread([run["hive_steps_to_475"] for run in mine]),
+            "seconds_to_475": spread([run["seconds_to_475"] for run in mine]),
+            "later_evaluations": later,
+            "later_evaluations_at_475_share": (
+                sum(run["later_evaluations_at_475"] for run in mine) / later if later else None
+            ),
+        }
     return summary
 
 
+def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goal: the best hive of 4 reaches 475 in < half a lone agent's own steps and stays (>= 90%)."""
+
+    def median_steps(config: str) -> float:
+        median = summary[config]["best_agent_own_steps_to_475"]["median"]
+        return float("inf") if median is None else float(median)
+
+    lone = [config for config in summary if config.startswith("hive-1-")]
+    hives = [config for config in summary if config.startswith("hive-4-")]
+    if not lone or not hives:
+        return {"judged": False, "why": "needs hives of 1 and of 4 in the same run"}
+    best_lone = min(lone, key=median_steps)
+    best_hive = min(
+        hives, key=lambda config: (median_steps(config), -(summary[config]["later_evaluations_at_475_share"] or 0))
+    )
+    lone_steps, hive_steps = median_steps(best_lone), median_steps(best_hive)
+    share = summary[best_hive]["later_evaluations_at_475_share"]
+    ratio = hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
+    return {
+        "judged": True,
+        "best_lone_config": best_lone,
+        "best_hive_4_config": best_hive,
+        "own_steps_ratio_hive_4_to_lone": ratio,
+        "hive_4_later_evaluations_at_475_share": share,
+        "met": ratio is not None and ratio < 0.5 and share is not None and share >= 0.9,
+    }
+
+
+def print_summary(summary: dict[str, Any], goal: dict[str, Any]) -> None:
+    """The table: own steps per agent and of the best agent, hive steps, seconds, share staying solved."""
+    print(
+        f"\n{'config':<26} {'agent own steps to 475':<30} {'best agent own steps':<30} "
+        f"{'hive steps':<30} {'seconds':<18} later >= 475"
+    )
+    for config, row in summary.items():
+        cells = [
+            _spread(row["agent_own_steps_to_475"], ",.0f"),
+            _spread(row["best_agent_own_steps_to_475"], ",.0f"),
+            _spread(row["hive_steps_to_475"], ",.0f"),
+        ]
+        share = row["later_evaluations_at_475_share"]
+        print(
+            f"{config:<26} {cells[0]:<30} {cells[1]:<30} {cells[2]:<30} "
+            f"{_spread(row['seconds_to_475'], '.0f'):<18} {_show(share, '.0%')} of {row['later_evaluations']}"
+        )
+    if goal["judged"]:
+        print(
+            f"\ngoal: best hive of 4 ({goal['best_hive_4_config']}) / best lone agent ({goal['best_lone_config']}) "
+            f"median own steps to 475 = {_show(goal['own_steps_ratio_hive_4_to_lone'], '.2f')} (goal < 0.5); "
+            f"later evaluations >= 475: {_show(goal['hive_4_later_evaluations_at_475_share'], '.0%')} (goal >= 90%): "
+            f"{'met' if goal['met'] else 'NOT met'}"
+        )
+
+
+def plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> None:
+    """Evaluations against own steps (left) and hive steps (right), one row per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = list(dict.fromkeys(run["config"] for run in runs))
+    seeds = sorted({run["seed"] for run in runs})
+    colors = plt.get_cmap("tab10")
+    figure, axes = plt.subplots(len(configs), 2, figsize=(12, 2.4 * len(configs)), sharey=True, squeeze=False)
+    for row, config in enumerate(configs):
+        for run in (run for run in runs if run["config"] == config):
+            for agent in dict.fromkeys(point[0] for point in run["curve"]):
+                points = [point for point in run["curve"] if point[0] == agent]
+                for column, index in ((0, 1), (1, 2)):
+                    axes[row][column].plot(
+                        [point[index] for point in points],
+                        [point[4] for point in points],
+                        color=colors(seeds.index(run["seed"]) % 10),
+                        linewidth=0.8,
+                        alpha=0.7,
+                        label=f"seed {run['seed']}" if column == 0 and agent == run["curve"][0][0] else None,
+                    )
+        for column, label in ((0, "own steps of the agent"), (1, "hive steps")):
+            axis = axes[row][column]
+            axis.axhline(SOLVED, color="gray", linestyle="--", linewidth=1)
+            axis.set_title(f"{config}: evaluation by {label}", fontsize="small")
+            axis.grid(alpha=0.3)
+        axes[row][0].set_ylabel("eval return")
+    axes[0][0].legend(loc="lower right", fontsize="x-small")
+    for column, label in ((0, "own steps of the agent"), (1, "hive steps")):
+        axes[-1][column].set_xlabel(label)
+    figure.suptitle("CartPole-v1: every agent's greedy evaluations (one color per seed; dashed: 475)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+class LoadSampler:
+    """The 1-minute load average every `interval` seconds while the benchmark runs (the machine is shared)."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(round(os.getloadavg()[0], 2))
+            if self._stop.wait(self.interval):
+                return
+
+    def summary(self) -> dict[str, float]:
+        """Min, median and max of the samples."""
+        return {
+            "min": min(self.samples),
+            "median": statistics.median(self.samples),
+            "max": max(self.samples),
+        }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Budget, seeds and hive sizes."""
+    """The grid, the seeds and the own-step budget."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", default="1,2,4", help="hive sizes to run, comma-separated")
-    parser.add_argument("--seeds", default="1,2,3", help="seeds, comma-separated")
-    parser.add_argument("--budget", type=int, default=50_000, help="hive steps per run (rl-zoo: 50k)")
-    parser.add_argument("--eval-interval", type=int, default=2500, help="hive steps between evaluations")
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="torch threads per agent and for SB3",
-    )
+    parser.add_argument("--agents", default="1,2,4", help="hive sizes, comma-separated")
+    parser.add_argument("--replay", default="uniform,prioritized", help="replay kinds: uniform, prioritized")
+    parser.add_argument("--exploration", default="linear,ape_x", help="exploration schemes: linear, ape_x")
+    parser.add_argument("--seeds", default="1,2,3,4,5", help="seeds, comma-separated")
+    parser.add_argument("--steps-per-agent", type=int, default=40_000, help="own steps of every agent and of SB3")
+    parser.add_argument("--eval-interval", type=int, default=2_000, help="own steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=5, help="greedy episodes per evaluation")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per agent and for SB3")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (their seconds then share the cores)")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
-    parser.add_argument(
-        "--run-timeout",
-        type=float,
-        default=1800.0,
-        help="seconds before a run is stopped",
-    )
+    parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds before a run is stopped")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--figure", type=Path, default=FIGURE_FILE, help="PNG of the curves")
+    parser.add_argument(
+        "--runs-file",
+        type=Path,
+        default=REPO_ROOT / "bench-learn-runs.jsonl",
+        help="each finished run of this benchmark goes here (JSON lines), so a stopped one keeps what it ran",
+    )
+    parser.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="run nothing: summarize the runs of --runs-file (the table, the PNG, bench-results.json)",
+    )
     parser.add_argument("--sb3-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--log", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
+def configurations(args: argparse.Namespace) -> list[Configuration]:
+    """The grid the flags ask for; an error a person can act on for an unknown replay or scheme."""
+    replays = args.replay.split(",")
+    schemes = args.exploration.split(",")
+    for flag, values, allowed in (
+        ("--replay", replays, ("uniform", "prioritized")),
+        ("--exploration", schemes, ("linear", "ape_x")),
+    ):
+        unknown = [value for value in values if value not in allowed]
+        if unknown:
+            raise SystemExit(f"{flag}: unknown {unknown}; expected some of {', '.join(allowed)}")
+    sizes = [int(agents) for agents in args.agents.split(",")]
+    return [Configuration(agents, replay, scheme) for agents in sizes for replay in replays for scheme in schemes]
+
+
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any]) -> None:
+    """The summary table, the goal's verdict, bench-results.json and the PNG, from finished runs."""
+    runs.sort(
+        key=lambda run: (
+            run["config"] == "sb3",
+            int(run["config"].split("-")[1]) if run["config"] != "sb3" else 0,
+            run["config"],
+            run["seed"],
+        )
+    )
+    summary = summarize_configs(runs)
+    goal = judge_goal(summary)
+    print_summary(summary, goal)
+    results = {
+        "cartpole": summary,
+        "cartpole_goal": goal,
+        "cartpole_runs": runs,
+        "steps_per_agent": sorted({run["steps_per_agent"] for run in runs}),
+        "seeds": sorted({run["seed"] for run in runs}),
+        **extra,
+    }
+    write_results("cartpole_learning", results, args.output)
+    plot_curves(runs, args.figure)
+    print(f"\nresults merged into {args.output}; curves in {args.figure}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every configuration for every seed; print and save the summary."""
+    """Run every configuration (and SB3) for every seed; print and save the summary, the table and the PNG."""
     args = parse_args(argv)
     if args.sb3_worker:
         return sb3_worker(args)
+    if args.summarize_only:
+        report([json.loads(line) for line in args.runs_file.read_text().splitlines() if line], args, {})
+        return 0
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    hive_sizes = [int(agents) for agents in args.agents.split(",")]
+    grid: list[Configuration | None] = [*configurations(args), *([] if args.no_sb3 else [None])]
     machine = describe_machine()
-    print(f"{machine['cpu_model']}, {machine['cpu_cores']} cores; budget {args.budget:,} hive steps, seeds {seeds}")
-    runs: list[dict[str, Any]] = []
+    print(
+        f"{machine['cpu_model']}, {machine['cpu_cores']} cores, load {machine['load_average_1m']}; "
+        f"{len(grid)} configurations x {len(seeds)} seeds, {args.steps_per_agent:,} own steps per agent",
+        flush=True,
+    )
+    jobs = [(config, seed) for seed in seeds for config in grid]  # seeds outermost: a busy spell hits every config
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="borg-bench-learn-") as scratch:
-        for seed in seeds:
-            configs = [f"hive-{agents}" for agents in hive_sizes] + ([] if args.no_sb3 else ["sb3"])
-            for config in configs:  # seeds outermost: a busy spell of the machine hits every configuration
-                workdir = Path(scratch) / f"{config}-seed{seed}"
-                if config == "sb3":
-                    run = run_sb3(seed, args, workdir)
-                else:
-                    run = run_agents(int(config.split("-")[1]), seed, args, workdir)
-                runs.append(run)
-                print(
-                    f"  {config:<7} seed {seed}: solved at {_show(run['solved_hive_steps'], ',.0f')} hive steps, "
-                    f"{_show(run['solved_seconds'], '.0f')} s; stays solved {_show(run['stays_solved_share'], '.0%')}; "
-                    f"last eval {_show(run['last_eval'], '.0f')}; run {run['wall_seconds']:.0f} s"
-                )
-    summary = summarize_configs(runs)
-    results = {
-        "cartpole": summary,
-        "cartpole_runs": runs,
-        "budget_hive_steps": args.budget,
-        "seeds": seeds,
+    lock = threading.Lock()
+    args.runs_file.write_text("")  # this benchmark's runs only
+
+    with tempfile.TemporaryDirectory(prefix="borg-bench-learn-") as scratch, LoadSampler() as load:
+
+        def run_job(job: tuple[Configuration | None, int]) -> dict[str, Any]:
+            config, seed = job
+            name = config.name if config else "sb3"
+            workdir = Path(scratch) / f"{name}-seed{seed}"
+            run = run_sb3(seed, args, workdir) if config is None else run_configuration(config, seed, args, workdir)
+            print(
+                f"  [{time.time() - started:5.0f}s] {name} seed {seed}: own steps to 475 "
+                f"{run['agent_own_steps_to_475']}, hive steps {_show(run['hive_steps_to_475'], ',.0f')}, "
+                f"{_show(run['seconds_to_475'], '.0f')} s; later >= 475: {run['later_evaluations_at_475']}/"
+                f"{run['later_evaluations']}; run {run['wall_seconds']:.0f} s, load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+            run["steps_per_agent"] = args.steps_per_agent
+            with lock, args.runs_file.open("a", encoding="utf-8") as runs_file:
+                runs_file.write(json.dumps(run) + "\n")
+            return run
+
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            runs = list(pool.map(run_job, jobs))
+    extra = {
+        "parallel_runs": args.parallel,
         "bench_learn_seconds": time.time() - started,
+        "load_average_1m_during": load.summary(),
         "machine": machine,
     }
-    write_results("cartpole_learning", results, args.output)
-    print(f"\nresults merged into {args.output}")
+    report(runs, args, extra)
     return 0
 
 
 def _show(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _spread(values: dict[str, Any], spec: str) -> str:
+    if values["median"] is None and values["min"] is None:
+        return f"- ({values['reached']}/{values['runs']})"
+    return (
+        f"{_show(values['median'], spec)} [{_show(values['min'], spec)}, {_show(values['max'], spec)}] "
+        f"({values['reached']}/{values['runs']})"
+    )
 
 
 if __name__ == "__main__":

@@ -98,11 +98,12 @@ def run_hive(
     stop_when: Callable[[list[Record]], bool] | None = None,
     poll_seconds: float = 5.0,
     progress_seconds: float = 30.0,
+    label: str = "",
 ) -> HiveRun:
     """Run `python -m borg_game.hive` in `workdir` until done, `stop_when(records)` or `timeout`.
 
-    Prints a progress line every `progress_seconds`. A stop is a SIGINT, as Ctrl-C would
-    send: the agents write final checkpoints and exit.
+    Prints a progress line every `progress_seconds`, starting with `label` (to tell runs apart).
+    A stop is a SIGINT, as Ctrl-C would send: the agents write final checkpoints and exit.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "training_log.jsonl"
@@ -120,7 +121,8 @@ def run_hive(
                 records = read_log(log_path)
                 if time.time() - last_progress >= progress_seconds:
                     last_progress = time.time()
-                    print(f"      {progress_line(records, last_progress - launched_at, budget)}", flush=True)
+                    line = progress_line(records, last_progress - launched_at, budget)
+                    print(f"      {label}{' ' if label else ''}{line}", flush=True)
                 if time.time() - launched_at > timeout or (stop_when is not None and stop_when(records)):
                     stopped_early = True
                     process.send_signal(signal.SIGINT)

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, env_scoped_key
 from borg_harness.kafka_broker import KafkaBroker
 from confluent_kafka import Consumer, KafkaError
 
 from borg_game.redis_server import EmbeddedRedis
 from tests.conftest import AgentProcess, agent_environment, spawn_agent
 
+ENV_ID = "CartPole-v1"
 AGENTS = ("agent-a", "agent-b")
 TOPICS = ("training_log", "memory_monitoring")
 OUTAGE_SECONDS = 10.0
@@ -152,14 +154,18 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
     try:
         broker.start()
         broker.create_topics(TOPICS)
-        shared = {"redis_url": server.url, "kafka_bootstrap_servers": broker.bootstrap_servers, "run_id": "combined"}
+        shared = {
+            "redis_url": server.url,
+            "kafka_bootstrap_servers": broker.bootstrap_servers,
+            "run_id": "combined",
+            "env_id": ENV_ID,  # the monitor reads this environment's replay keys too
+        }
         for index, name in enumerate(AGENTS):
             agent = spawn_agent(
                 tmp_path,
                 **shared,
                 agent_index=index,
                 agent_id=name,
-                env_id="CartPole-v1",
                 mlp_hidden_sizes="32",
                 total_steps=100_000_000,  # runs until stopped
                 learning_starts=300,
@@ -186,7 +192,7 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
         client = redis.Redis.from_url(server.url)
 
         def pushed() -> int:
-            return int(client.get("transitions:pushed:CartPole-v1") or 0)
+            return int(client.get(env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, ENV_ID)) or 0)
 
         # Warm-up: both agents play, learn and push; then a stretch with everything up.
         wait_for(lambda: all(len(read_jsonl(log)) > 30 for log in logs.values()), 300, "the agents to play", processes)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 import torch
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY, env_scoped_key
 
 from borg_game.checkpoint import list_checkpoints, load_newest
 from borg_game.redis_server import EmbeddedRedis
@@ -26,6 +27,9 @@ QUICK_CARTPOLE = {
     "tensorboard_dir": "",
     "training_log_file": "log.jsonl",
 }
+# The agents play CartPole: its replay memory has keys of its own (borg_common.redis_keys).
+REPLAY_KEY = env_scoped_key(DEFAULT_REPLAY_KEY, "CartPole-v1")
+PUSH_COUNTER_KEY = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, "CartPole-v1")
 
 
 def last_agent_step(log: Path) -> int:
@@ -67,13 +71,13 @@ def test_agent_survives_a_redis_restart_and_the_memory_persists(tmp_path: Path) 
         assert agent.poll() is None, "agent died with Redis"
         server.start()
         client = redis.Redis.from_url(server.url)
-        count_after_restart = int(client.llen("transitions:CartPole-v1"))
-        pushed_after_restart = int(client.get("transitions:pushed:CartPole-v1") or 0)
+        count_after_restart = int(client.llen(REPLAY_KEY))
+        pushed_after_restart = int(client.get(PUSH_COUNTER_KEY) or 0)
         deadline = time.monotonic() + 180  # the writer's retry backoff is at most 5 s
         pushed_later = pushed_after_restart
         while pushed_later <= pushed_after_restart and time.monotonic() < deadline:
             time.sleep(0.5)
-            pushed_later = int(client.get("transitions:pushed:CartPole-v1") or 0)
+            pushed_later = int(client.get(PUSH_COUNTER_KEY) or 0)
         output = stop_agent(agent)
     finally:
         if agent.poll() is None:
@@ -99,16 +103,16 @@ def test_redis_out_of_memory_is_reported_and_pushing_recovers(tmp_path: Path) ->
             while int(client.info("errorstats").get("errorstat_OOM", {}).get("count", 0)) < 3:
                 assert time.monotonic() < deadline, "Redis never filled up"
                 time.sleep(0.5)
-            pushed_at_oom = int(client.get("transitions:pushed:CartPole-v1") or 0)
+            pushed_at_oom = int(client.get(PUSH_COUNTER_KEY) or 0)
             rate_while_full = steps_per_second(log, 3.0)
             assert agent.poll() is None
-            assert int(client.get("transitions:pushed:CartPole-v1") or 0) - pushed_at_oom < 500  # pushes refused
+            assert int(client.get(PUSH_COUNTER_KEY) or 0) - pushed_at_oom < 500  # pushes refused
             client.config_set("maxmemory", "200mb")  # space returns
             deadline = time.monotonic() + 180
             pushed_after = pushed_at_oom
             while pushed_after <= pushed_at_oom + 500 and time.monotonic() < deadline:
                 time.sleep(0.5)
-                pushed_after = int(client.get("transitions:pushed:CartPole-v1") or 0)
+                pushed_after = int(client.get(PUSH_COUNTER_KEY) or 0)
             output = stop_agent(agent)
         finally:
             if agent.poll() is None:

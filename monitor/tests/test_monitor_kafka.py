@@ -10,18 +10,25 @@ from pathlib import Path
 
 import jsonschema
 import redis
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY, env_scoped_key
+from borg_common.settings import SharedSettings
 from borg_game.redis_server import EmbeddedRedis, free_port
 from borg_harness.kafka_broker import KafkaBroker
 
 from tests.conftest import TopicReader, schema_errors, spawn_monitor, wait_for
 
+# The monitor watches the replay keys of its CONFIG_env_id; the tests leave it at the default.
+DEFAULT_ENV_ID = str(SharedSettings.model_fields["env_id"].default)
+REPLAY_KEY = env_scoped_key(DEFAULT_REPLAY_KEY, DEFAULT_ENV_ID)
+PUSH_COUNTER_KEY = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, DEFAULT_ENV_ID)
+
 
 def push(client: redis.Redis, count: int, size: int = 1_000) -> None:
     """Push as the agents do: LPUSH + LTRIM + INCRBY of the counter in one transaction."""
     pipe = client.pipeline(transaction=True)
-    pipe.lpush("transitions:ALE/Pong-v5", *[os.urandom(size) for _ in range(count)])
-    pipe.ltrim("transitions:ALE/Pong-v5", 0, 4_999)
-    pipe.incrby("transitions:pushed:ALE/Pong-v5", count)
+    pipe.lpush(REPLAY_KEY, *[os.urandom(size) for _ in range(count)])
+    pipe.ltrim(REPLAY_KEY, 0, 4_999)
+    pipe.incrby(PUSH_COUNTER_KEY, count)
     pipe.execute()
 
 
@@ -100,20 +107,20 @@ def test_monitor_survives_redis_and_kafka_outages(
     )
     redis_data = tmp_path / "redis"
     try:
-        wait_for(lambda: "not readable" in log.read_text(), 15, "a warning that Redis is down")
+        wait_for(lambda: "not readable" in log.read_text(), 120, "a warning that Redis is down")
         with EmbeddedRedis(port=redis_port, data_dir=redis_data) as server:
             push(redis.Redis.from_url(server.url), 100)
-            wait_for(lambda: "replay 100/" in log.read_text(), 30, "readings once Redis is up")
+            wait_for(lambda: "replay 100/" in log.read_text(), 120, "readings once Redis is up")
         assert monitor.poll() is None, log.read_text()
         broker.start()  # Kafka arrives late: the readings buffered until now go out
         reader = TopicReader(broker.bootstrap_servers, topic)
-        reader.poll_until(lambda messages: len(messages) > 0, 60, "buffered readings after Kafka came up")
+        reader.poll_until(lambda messages: len(messages) > 0, 180, "buffered readings after Kafka came up")
         buffered = len(reader.messages)
         with EmbeddedRedis(port=redis_port, data_dir=redis_data) as server:
             push(redis.Redis.from_url(server.url), 50)
             reader.poll_until(
                 lambda messages: any(message["transition_count"] == 50 for message in messages),
-                60,
+                180,
                 "readings after Redis came back",
             )
         assert monitor.poll() is None, log.read_text()
