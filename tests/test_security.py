@@ -424,11 +424,11 @@ def test_the_monitor_reads_everything_it_needs_as_its_read_only_user(
 @pytest.mark.parametrize(
     "command",
     [
-        ("LPUSH", "transitions", "x"),
-        ("SET", "transitions:pushed", "0"),
-        ("INCR", "transitions:pushed"),
-        ("LTRIM", "transitions", "0", "0"),
-        ("DEL", "transitions"),
+        ("LPUSH", "transitions:ALE/Pong-v5", "x"),
+        ("SET", "transitions:pushed:ALE/Pong-v5", "0"),
+        ("INCR", "transitions:pushed:ALE/Pong-v5"),
+        ("LTRIM", "transitions:ALE/Pong-v5", "0", "0"),
+        ("DEL", "transitions:ALE/Pong-v5"),
         ("FLUSHALL",),
         ("FLUSHDB",),
         ("GET", "borg:agent:borg-dqn:lease:0"),
@@ -441,14 +441,15 @@ def test_the_monitor_reads_everything_it_needs_as_its_read_only_user(
 def test_the_monitor_user_may_not_write_or_administer(
     command: tuple[str, ...], stack_redis: StackRedis, admin: redis.Redis, compose_model: dict[str, Any]
 ) -> None:
-    fill_replay(admin, monitor_defaults())
+    settings = monitor_defaults()
+    fill_replay(admin, settings)
     client = redis.Redis.from_url(monitor_url(stack_redis, compose_model), driver_info=None)
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):
             redis_command(client, *command)
     finally:
         client.close()
-    assert int(admin.llen("transitions")) == 10 and admin.get("transitions:pushed") == b"25"
+    assert int(admin.llen(settings.env_replay_key)) == 10 and admin.get(settings.env_push_counter_key) == b"25"
 
 
 def test_the_monitors_acl_allows_read_only_commands_on_its_keys_only(
