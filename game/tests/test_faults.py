@@ -13,7 +13,7 @@ import redis
 import torch
 from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, DEFAULT_REPLAY_KEY, env_scoped_key
 
-from borg_game.checkpoint import list_checkpoints, load_newest
+from borg_game.checkpoint import env_model_store, list_checkpoints, load_newest
 from borg_game.redis_server import EmbeddedRedis
 from tests.conftest import agent_environment, spawn_agent
 
@@ -153,7 +153,7 @@ def kill_mid_save(agent: subprocess.Popen[str], store: Path, after_step: int, ti
 
 
 def test_sigkill_during_checkpoint_saves_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    store = tmp_path / "models"
+    store = env_model_store(tmp_path / "models", "CartPole-v1")  # each environment has its own folder
     with EmbeddedRedis() as server:
         settings = {**QUICK_CARTPOLE, "redis_url": server.url, "checkpoint_interval": 100, "checkpoint_keep": 2}
         resumed_at = 0
