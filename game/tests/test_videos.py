@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,7 +220,7 @@ def test_watch_without_a_best_model_says_where_it_looked_and_how_to_make_one(
 ) -> None:
     assert watch.main(["--store", str(tmp_path / "empty"), "--agent", "nobody"]) == 2
     error = capsys.readouterr().err
-    assert str((tmp_path / "empty" / "best-nobody.pt").resolve()) in error
+    assert f"looked for best-nobody.pt in {(tmp_path / 'empty').resolve()}" in error
     assert "make run" in error
 
 
@@ -228,3 +229,19 @@ def test_watch_refuses_a_model_of_another_environment(
 ) -> None:
     assert watch.main(["--store", str(pong_best_model), "--env", "CartPole-v1"]) == 2
     assert "no best model for CartPole-v1: best-pong-0.pt on ALE/Pong-v5" in capsys.readouterr().err
+
+
+def test_watch_without_env_takes_the_environment_trained_last(tmp_path: Path, pong_best_model: Path) -> None:
+    # An old CartPole model's 9.0 beats Pong's -21 only because the games score differently:
+    # without --env, the environment trained last is the one meant.
+    settings = load_settings({"CONFIG_env_id": "CartPole-v1", "CONFIG_model_store": str(pong_best_model)}, None)
+    env = make_env(settings.env_id, seed=0)
+    shape = tuple(env.observation_space.shape or ())
+    learner = DoubleDQNLearner(shape, 2, settings, torch.device("cpu"))
+    Checkpointer(settings, "cart-0", compatibility_of(settings, shape, 2)).save_best(learner, AgentState(step=9), 9.0)
+    cart_path = pong_best_model / "CartPole-v1" / "best-cart-0.pt"
+    os.utime(cart_path, ns=(0, 0))  # trained long before the Pong model
+    pong_path = pong_best_model / "ALE-Pong-v5" / "best-pong-0.pt"
+    assert watch.find_best_model(pong_best_model, None, None).path == pong_path
+    assert watch.find_best_model(pong_best_model, "cart-0", None).path == cart_path
+    assert watch.find_best_model(pong_best_model, None, "CartPole-v1").path == cart_path

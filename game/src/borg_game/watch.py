@@ -1,8 +1,9 @@
 """`python -m borg_game.watch` (`make watch`): see an agent's best model play.
 
-It loads `<model_store>/best-<agent_id>.pt` (the weights of the agent's best evaluation) and
-plays in a window when a display is there ($DISPLAY), otherwise into an MP4 whose path it
-prints. Without --agent it takes the best-scoring model in the store (of --env when given).
+It loads `<model_store>/<env>/best-<agent_id>.pt` (the weights of the agent's best evaluation)
+and plays in a window when a display is there ($DISPLAY), otherwise into an MP4 whose path it
+prints. Without --agent it takes the best-scoring model of --env, or, without --env, of the
+environment whose best model was written last (scores of different games do not compare).
 """
 
 from __future__ import annotations
@@ -73,27 +74,28 @@ def find_best_model(store: Path, agent_id: str | None, env_id: str | None) -> Be
     """The best model of `agent_id`, or the best-scoring one in the store (of `env_id` if given)."""
     if env_id is not None and env_model_store(store, env_id).is_dir():
         store = env_model_store(store, env_id)  # agents keep each environment's models apart
-    if agent_id is not None:
-        path = store / f"{_BEST_PREFIX}{agent_id}{_BEST_SUFFIX}"
-        if not path.is_file():
-            others = sorted(found.name for found in store.glob(f"{_BEST_PREFIX}*{_BEST_SUFFIX}"))
-            raise WatchError(
-                f"no best model of agent {agent_id!r}: looked for {path.resolve()}"
-                + (f"; the store has {', '.join(others)}" if others else "")
-                + f". {HOW_TO_MAKE_ONE}"
-            )
-        candidates = [read_best_model(path)]
-    else:
+    name = f"{_BEST_PREFIX}{agent_id or '*'}{_BEST_SUFFIX}"
+    found = sorted([*store.glob(name), *store.glob(f"*/{name}")])  # the store or its env folders
+    if not found and agent_id is not None:
         pattern = f"{_BEST_PREFIX}*{_BEST_SUFFIX}"
-        found = sorted([*store.glob(pattern), *store.glob(f"*/{pattern}")])  # the store or its env folders
-        candidates = [read_best_model(path) for path in found]
-        if not candidates:
-            raise WatchError(f"no best model in {store.resolve()} (looked for best-*.pt). {HOW_TO_MAKE_ONE}")
+        others = sorted(str(path.relative_to(store)) for path in [*store.glob(pattern), *store.glob(f"*/{pattern}")])
+        raise WatchError(
+            f"no best model of agent {agent_id!r}: looked for {name} in {store.resolve()} and its environment folders"
+            + (f"; the store has {', '.join(others)}" if others else "")
+            + f". {HOW_TO_MAKE_ONE}"
+        )
+    if not found:
+        raise WatchError(f"no best model in {store.resolve()} (looked for best-*.pt). {HOW_TO_MAKE_ONE}")
+    candidates = [read_best_model(path) for path in found]
     fitting = [model for model in candidates if env_id is None or model.env_id == env_id]
     if not fitting:
         trained = ", ".join(f"{model.path.name} on {model.env_id}" for model in candidates)
         raise WatchError(f"no best model for {env_id}: {trained}; drop ENV/--env or pick one of these")
-    return max(fitting, key=lambda model: (model.eval_score, model.path.stat().st_mtime_ns))
+    # Scores of different games do not compare (Pong's -21..21, CartPole's 0..500): without
+    # --env, the environment of the most recently written best model is the one meant.
+    newest_env = max(fitting, key=lambda model: model.path.stat().st_mtime_ns).env_id
+    same_env = [model for model in fitting if model.env_id == newest_env]
+    return max(same_env, key=lambda model: (model.eval_score, model.path.stat().st_mtime_ns))
 
 
 def load_q_network(model: BestModel, env: gym.Env[Any, Any]) -> nn.Module:
