@@ -26,24 +26,11 @@ if [[ -x "$bin" ]] && [[ "$("$bin" version --short 2>/dev/null || true)" == "${v
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    echo "install-compose.sh: 'go' (1.26+) is required to build Docker Compose $version" >&2
-    exit 1
-fi
-
 major="${version%%.*}"                  # v5.5.1 -> v5
 module="github.com/docker/compose/$major"
 
-mkdir -p "$cache/bin"
-work="$(mktemp -d "$cache/.compose-build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# A private module and build cache: nothing leaks into ~/go, and the ~1 GB they take
-# is freed when done. -modcacherw lets `rm -rf` delete the module cache.
-export GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOPATH="$work/gopath"
-export GOFLAGS="-modcacherw -mod=readonly -buildvcs=false"
-# Static binary, like upstream's release build; also means no C compiler is needed.
-export CGO_ENABLED=0
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+go_build_workspace compose 1.26
 
 start=$SECONDS
 echo "building docker-compose $version from $module (Go module proxy)..."

@@ -23,19 +23,8 @@ if [[ -x "$bin" ]] && [[ "$("$bin" version --template '{{.Version}}' 2>/dev/null
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    echo "install-helm.sh: 'go' (1.26+) is required to build Helm $version" >&2
-    exit 1
-fi
-
-mkdir -p "$cache/bin"
-work="$(mktemp -d "$cache/.helm-build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# A private module and build cache, freed when done (see install-compose.sh).
-export GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOPATH="$work/gopath"
-export GOFLAGS="-modcacherw -mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+go_build_workspace helm 1.26
 
 start=$SECONDS
 echo "building helm $version from $module (Go module proxy)..."

@@ -24,19 +24,8 @@ if [[ -x "$bin" ]] && [[ "$(cat "$bin.sha256" 2>/dev/null || true)" == "$digest"
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    echo "install-kubecheck.sh: 'go' (1.25+) is required to build harness/kubecheck" >&2
-    exit 1
-fi
-
-mkdir -p "$cache/bin"
-work="$(mktemp -d "$cache/.kubecheck-build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# A private module and build cache, freed when done (see install-compose.sh).
-export GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOPATH="$work/gopath"
-export GOFLAGS="-modcacherw -mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
+source "$here/go-build.sh"
+go_build_workspace kubecheck 1.25
 
 start=$SECONDS
 echo "building kubecheck from harness/kubecheck (Go module proxy)..."
