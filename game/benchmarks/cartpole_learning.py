@@ -44,6 +44,19 @@ FIGURE_FILE = REPO_ROOT / "docs" / "figures" / "cartpole-hive-proof.png"
 
 # The agent's CartPole preset (ENV_PRESETS), spelled out for SB3's DQN below, plus what the run fixes on top.
 PRESET = ENV_PRESETS["CartPole-v1"]
+# What --set may change: the learning settings SB3's DQN has too, so both stay configured alike.
+TUNABLE = (
+    "learning_rate",
+    "batch_size",
+    "learning_starts",
+    "train_frequency",
+    "gradient_steps",
+    "target_update_interval",
+    "tau",
+    "epsilon_decay_steps",
+    "epsilon_end",
+    "mlp_hidden_sizes",
+)
 REPLAY_CAPACITY = 100_000
 GAMMA = 0.99
 CARTPOLE: dict[str, object] = {
@@ -77,10 +90,26 @@ class Configuration:
         return {"prioritized_replay": self.replay == "prioritized", "exploration": self.exploration}
 
 
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs as settings (VALUE read as JSON: 5e-4, [64, 64]); SystemExit on a key not TUNABLE."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, text = pair.partition("=")
+        if not separator or key not in TUNABLE:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(TUNABLE)}")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            hint = "a number, or a list such as [64, 64]"
+            raise SystemExit(f"--set {pair!r}: {text!r} is no JSON value ({hint})") from None
+    return overrides
+
+
 def run_configuration(config: Configuration, seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One hive of the configuration, every agent playing --steps-per-agent of its own steps."""
     settings = {
         **CARTPOLE,
+        **parse_overrides(args.set),
         **config.settings(),
         "seed": seed,
         "run_id": f"bench-{config.name}-{seed}",
@@ -106,6 +135,7 @@ def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     command = [sys.executable, __file__, "--sb3-worker", "--seed", str(seed), "--log", str(log)]
     command += ["--steps-per-agent", str(args.steps_per_agent), "--eval-interval", str(args.eval_interval)]
     command += ["--eval-episodes", str(args.eval_episodes), "--torch-threads", str(args.torch_threads)]
+    command += [f"--set={pair}" for pair in args.set]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=args.run_timeout, check=False)
     if completed.returncode != 0:
         print(f"    sb3 seed {seed} exited with {completed.returncode}:\n{completed.stderr[-2000:]}", flush=True)
@@ -146,21 +176,23 @@ def sb3_worker(args: argparse.Namespace) -> int:
                 self.log.write(json.dumps(record) + "\n")
             return True
 
+    preset = {"tau": 1.0, **PRESET, **parse_overrides(args.set)}
     model = DQN(
         "MlpPolicy",
         gym.make("CartPole-v1"),
-        learning_rate=PRESET["learning_rate"],
-        batch_size=PRESET["batch_size"],
+        learning_rate=preset["learning_rate"],
+        batch_size=preset["batch_size"],
         buffer_size=REPLAY_CAPACITY,
-        learning_starts=PRESET["learning_starts"],
+        learning_starts=preset["learning_starts"],
         gamma=GAMMA,
-        target_update_interval=PRESET["target_update_interval"],
-        train_freq=PRESET["train_frequency"],
-        gradient_steps=PRESET["gradient_steps"],
+        tau=preset["tau"],
+        target_update_interval=preset["target_update_interval"],
+        train_freq=preset["train_frequency"],
+        gradient_steps=preset["gradient_steps"],
         # the same decay steps at any budget, as the agents have
-        exploration_fraction=min(1.0, PRESET["epsilon_decay_steps"] / args.steps_per_agent),
-        exploration_final_eps=PRESET["epsilon_end"],
-        policy_kwargs={"net_arch": list(PRESET["mlp_hidden_sizes"])},
+        exploration_fraction=min(1.0, preset["epsilon_decay_steps"] / args.steps_per_agent),
+        exploration_final_eps=preset["epsilon_end"],
+        policy_kwargs={"net_arch": list(preset["mlp_hidden_sizes"])},
         seed=args.seed,
         device="cpu",
     )
@@ -363,6 +395,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads per agent and for SB3")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (their seconds then share the cores)")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"change a setting of the preset for the agents and SB3 alike (repeatable): {', '.join(TUNABLE)}",
+    )
     parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds before a run is stopped")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     parser.add_argument("--figure", type=Path, default=FIGURE_FILE, help="PNG of the curves")
@@ -416,6 +455,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str
         "cartpole_goal": goal,
         "cartpole_runs": runs,
         "steps_per_agent": sorted({run["steps_per_agent"] for run in runs}),
+        "preset_overrides": sorted({json.dumps(run.get("preset_overrides", {}), sort_keys=True) for run in runs}),
         "seeds": sorted({run["seed"] for run in runs}),
         **extra,
     }
@@ -433,11 +473,13 @@ def main(argv: list[str] | None = None) -> int:
         report([json.loads(line) for line in args.runs_file.read_text().splitlines() if line], args, {})
         return 0
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    overrides = parse_overrides(args.set)  # a bad --set stops here, before any run
     grid: list[Configuration | None] = [*configurations(args), *([] if args.no_sb3 else [None])]
     machine = describe_machine()
     print(
         f"{machine['cpu_model']}, {machine['cpu_cores']} cores, load {machine['load_average_1m']}; "
-        f"{len(grid)} configurations x {len(seeds)} seeds, {args.steps_per_agent:,} own steps per agent",
+        f"{len(grid)} configurations x {len(seeds)} seeds, {args.steps_per_agent:,} own steps per agent"
+        + (f", preset changed: {overrides}" if overrides else ""),
         flush=True,
     )
     jobs = [(config, seed) for seed in seeds for config in grid]  # seeds outermost: a busy spell hits every config
@@ -460,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             run["steps_per_agent"] = args.steps_per_agent
+            run["preset_overrides"] = overrides
             with lock, args.runs_file.open("a", encoding="utf-8") as runs_file:
                 runs_file.write(json.dumps(run) + "\n")
             return run

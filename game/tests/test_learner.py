@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from borg_game.envs import make_env
+from borg_game.evaluation import evaluate
 from borg_game.learner import DoubleDQNLearner
 from borg_game.replay import ReplayBatch
 from borg_game.settings import Settings, load_settings
@@ -80,3 +82,14 @@ def test_a_soft_target_update_moves_the_target_by_exactly_tau(tau: float) -> Non
     for old, q, new in zip(target_before, online, parameters(learner.target_network), strict=True):
         assert not torch.equal(old, q), "the online network moved away from the target"
         torch.testing.assert_close(new, old + tau * (q - old), rtol=0.0, atol=1e-7)
+
+
+def test_evaluation_calls_after_step_once_per_step_it_plays() -> None:
+    steps = 0
+
+    def count() -> None:
+        nonlocal steps
+        steps += 1
+
+    scores = evaluate(make_learner(), make_env("CartPole-v1", seed=0), 3, 0.0, np.random.default_rng(0), 0, count)
+    assert len(scores) == 3 and steps == sum(scores)  # CartPole pays 1 per step

@@ -279,9 +279,10 @@ class Agent:
         settings, state = self.settings, self.state
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
-        # Evaluation pauses play, for minutes on Atari: say so, and report afresh after it.
+        # Evaluation pauses play, for minutes on Atari: say so, keep saying so (a status
+        # expires after 30 s), and report afresh after it.
         self._publish(self.status(self.epsilon(), AgentPhase.EVALUATING))
-        self.last_report = 0.0
+        self.last_report = time.monotonic()
         scores = self.videos.record(
             state.step,
             state.best_eval,
@@ -292,6 +293,7 @@ class Agent:
                 settings.eval_epsilon,
                 self.rng,
                 self.seed + 10_000 + state.step,
+                after_step=lambda: self.report(self.epsilon(), AgentPhase.EVALUATING),
             ),
         )
         mean_score = float(np.mean(scores))
@@ -319,6 +321,7 @@ class Agent:
         if mean_score > state.best_eval:
             state.best_eval = mean_score
             self.checkpointer.save_best(self.learner, state, mean_score)
+        self.last_report = 0.0  # the next report says what the evaluation found
 
     def checkpoint(self, force: bool = False) -> None:
         """Every checkpoint_interval steps (or when `force`d): write a checkpoint."""
@@ -329,13 +332,13 @@ class Agent:
         for callback in self.services.callbacks:
             callback.on_checkpoint(path)
 
-    def report(self, epsilon: float) -> None:
+    def report(self, epsilon: float, phase: AgentPhase | None = None) -> None:
         """Every status_interval seconds: tell the callbacks (the status board among them) how it goes."""
         now = time.monotonic()
         if not self.services.callbacks or now - self.last_report <= self.settings.status_interval:
             return
         self.last_report = now
-        self._publish(self.status(epsilon, self.phase()))
+        self._publish(self.status(epsilon, phase or self.phase()))
 
     def _publish(self, status: AgentStatus) -> None:
         for callback in self.services.callbacks:

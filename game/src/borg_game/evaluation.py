@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -17,8 +18,13 @@ def evaluate(
     epsilon: float,
     rng: np.random.Generator,
     seed: int,
+    after_step: Callable[[], None] = lambda: None,
 ) -> list[float]:
-    """Play `episodes` episodes at `epsilon` and return their real scores."""
+    """Play `episodes` episodes at `epsilon` and return their real scores.
+
+    `after_step` runs after every step: an Atari evaluation plays for minutes, and the agent
+    keeps telling the hive it is alive (its status expires after 30 s).
+    """
     scores: list[float] = []
     observation, _ = env.reset(seed=seed)
     while len(scores) < episodes:
@@ -27,6 +33,7 @@ def evaluate(
         else:
             action = learner.greedy_action(observation)
         observation, _, terminated, truncated, info = env.step(action)
+        after_step()
         if terminated or truncated:
             scores.append(float(info["episode"]["r"]))
             observation, _ = env.reset()
