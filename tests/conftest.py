@@ -388,6 +388,9 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
             env=_process_environment(
                 **{**shared, "redis_url": monitor_url},
                 poll_interval=MONITOR_POLL_INTERVAL,
+                # the replay list is per environment: the monitor watches the agents' (compose
+                # gives both services the same .env)
+                env_id=AGENT_SETTINGS["env_id"],
                 replay_capacity=AGENT_SETTINGS["replay_capacity"],
             ),
             stdout=monitor_log,
