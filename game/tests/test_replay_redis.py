@@ -77,24 +77,9 @@ def test_list_never_exceeds_capacity(redis_client: redis.Redis) -> None:
 
 def test_agent_b_samples_what_agent_a_pushed_bit_exact(redis_client: redis.Redis) -> None:
     codec = TransitionCodec()
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, size=(40, 84, 84), dtype=np.uint8)
-    pushed = {}
+    pushed = {transition.step: transition for transition in frame_stack_transitions(36)}
     writer_a = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000)
-    for step in range(36):
-        transition = Transition(
-            frames[step : step + 4],
-            step % 6,
-            float(step),
-            frames[step + 1 : step + 5],
-            False,
-            False,
-            "A",
-            0,
-            step,
-            step,
-        )
-        pushed[step] = transition
+    for transition in pushed.values():
         writer_a.add(codec.encode(transition))
     drain(writer_a, 36)
     writer_a.close()

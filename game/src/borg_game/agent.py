@@ -280,8 +280,10 @@ class Agent:
         if not settings.eval_interval or state.step % settings.eval_interval != 0:
             return
         # Evaluation pauses play, for minutes on Atari: say so, keep saying so (a status
-        # expires after 30 s), and report afresh after it.
-        self._publish(self.status(self.epsilon(), AgentPhase.EVALUATING))
+        # expires after 30 s), and report afresh after it. No step is played meanwhile, so
+        # the exploration rate is the same throughout.
+        epsilon = self.epsilon()
+        self._publish(self.status(epsilon, AgentPhase.EVALUATING))
         self.last_report = time.monotonic()
         scores = self.videos.record(
             state.step,
@@ -293,7 +295,7 @@ class Agent:
                 settings.eval_epsilon,
                 self.rng,
                 self.seed + 10_000 + state.step,
-                after_step=lambda: self.report(self.epsilon(), AgentPhase.EVALUATING),
+                after_step=lambda: self.report(epsilon, AgentPhase.EVALUATING),
             ),
         )
         mean_score = float(np.mean(scores))
@@ -306,7 +308,7 @@ class Agent:
             eval_episodes=len(scores),
             eval_epsilon=settings.eval_epsilon,
             repeat_action_probability=settings.repeat_action_probability,
-            epsilon=self.epsilon(),
+            epsilon=epsilon,
         )
         self.services.training_log.write(record)
         for callback in self.services.callbacks:
