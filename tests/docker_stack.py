@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -27,6 +28,9 @@ HARNESS_DIR = REPO_ROOT / "harness" / "docker"
 SERVICES = ("redis", "kafka", "kafka-topics", "game", "monitor")
 BUILT = ("game", "monitor")
 AGENTS = 2
+# Disk a build of the game image needs with nothing cached: torch and its CUDA wheels
+# installed (~6 GB) while their downloads (~3 GB) are still on disk, and some margin.
+GAME_BUILD_DISK_GIB = 12
 # .env.example's empty secret lines; each gets a fresh random value, as `make .env` does.
 STACK_SECRETS = (
     "REDIS_PASSWORD",
@@ -74,6 +78,19 @@ def docker(*args: str, timeout: float = 120) -> str:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
     return proc.stdout
+
+
+def require_disk_for_build(image: str, gib: float) -> None:
+    """Fail at once, naming what is short, when `image` must be built and the engine's disk
+    has less than `gib` free: better than a build that dies half way with ENOSPC."""
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0:
+        return  # built before: its layers are cached, the build adds little
+    root = docker("info", "--format", "{{.DockerRootDir}}").strip()
+    free = shutil.disk_usage(root).free / 2**30
+    assert free >= gib, (
+        f"building {image} needs about {gib} GiB free in {root}; {free:.1f} GiB are "
+        "(`docker image prune` and `docker builder prune` free what earlier builds left)"
+    )
 
 
 @dataclass

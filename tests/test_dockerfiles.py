@@ -1,6 +1,7 @@
-"""game/Dockerfile and monitor/Dockerfile: pinned bases, multi-stage with runtime deps only in
-the final stage, a non-root user, the tested pins, protobuf code generated at build time;
-hadolint finds nothing; .dockerignore keeps secrets and local state out of the context."""
+"""game/Dockerfile and monitor/Dockerfile: pinned bases, a code stage whose wheels are all the
+final stage takes from the build (the venv installed where it runs), a non-root user, the
+tested pins, protobuf code generated at build time; hadolint finds nothing; .dockerignore
+keeps secrets and local state out of the context."""
 
 from __future__ import annotations
 
@@ -104,13 +105,19 @@ def test_bases_are_pinned_slim_python_of_the_tested_version(service: str) -> Non
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_multi_stage_final_image_copies_the_built_venv_only(service: str) -> None:
+def test_the_final_stage_installs_its_venv_and_takes_only_wheels_from_the_code_stage(service: str) -> None:
     all_stages = stages(service)
     final = all_stages[-1]
-    assert len(all_stages) >= 2 and "builder" in {stage.name for stage in all_stages} and final.name is None
-    assert not any("pip install" in run for run in final.values("RUN")), "no installs in the final stage"
-    copies = final.values("COPY")
-    assert copies == ["--from=builder /opt/venv /opt/venv"], "only the venv comes into the final image"
+    assert final.name is None and "code" in {stage.name for stage in all_stages}
+    copies = [copy for copy in final.values("COPY") if copy.startswith("--from=")]
+    assert "--from=code /wheels/ wheels/" in copies, "the project's wheels come from the code stage"
+    assert all(copy.startswith(("--from=code /wheels/", "--from=torch-pins ")) for copy in copies), copies
+    # The venv is written once, where it runs: a copy between stages writes torch's ~6 GB twice.
+    assert not any("/opt/venv" in copy for copy in final.values("COPY"))
+    runs = final.values("RUN")
+    assert any("python -m venv /opt/venv" in run for run in runs)
+    assert "grpcio-tools" not in " ".join(runs), "the protobuf compiler stays in the code stage"
+    assert "pip uninstall --yes pip" in runs[-1] and "rm -rf /build" in runs[-1], "pip and the build inputs go"
     assert final.values("ENTRYPOINT") == [f'["python", "-m", "borg_{service}"]']
 
 
@@ -126,13 +133,14 @@ def test_final_stage_runs_as_an_unprivileged_user(service: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_pip_install_uses_the_tested_pins(service: str) -> None:
-    installs = [run for stage in stages(service) for run in stage.values("RUN") if "pip install" in run]
+    runs = [run for stage in stages(service) for run in stage.values("RUN")]
+    installs = [run for run in runs if re.search(r"pip (install|wheel)", run)]
     assert installs
     for run in installs:
-        for command in re.findall(r"pip install[^&;]*", run):
+        for command in re.findall(r"pip (?:install|wheel)[^&;]*", run):
             # torch-constraints.txt: the torch lines of constraints.txt (game/Dockerfile's torch-pins)
             assert "-c constraints.txt" in command or "-c torch-constraints.txt" in command, command
-    assert any(f"./{service}" in run for run in installs), "installs the service from its pyproject"
+    assert any("pip wheel" in run and f"./{service}" in run for run in installs), "a wheel from its pyproject"
 
 
 def test_torch_pins_are_cut_from_constraints_txt() -> None:
@@ -147,20 +155,17 @@ def test_torch_pins_are_cut_from_constraints_txt() -> None:
 
 
 def test_game_generates_its_protobuf_code_at_build_time() -> None:
-    game_stages = stages("game")
-    builder = next(stage for stage in game_stages if stage.name == "builder")
-    final = game_stages[-1]
-    runs = " ".join(builder.values("RUN"))
+    code = next(stage for stage in stages("game") if stage.name == "code")
+    runs = " ".join(code.values("RUN"))
     assert "grpc_tools.protoc" in runs and "proto/transition.proto" in runs
     assert "--python_out=game/src/borg_game" in runs
-    assert "grpcio-tools" in runs, "the compiler is installed in the builder"
-    assert "grpcio-tools" not in " ".join(final.values("RUN"))
-    values = [str(item["value"]) for item in builder.instructions]
+    assert "grpcio-tools" in runs, "the compiler is installed in the code stage"
+    values = [str(item["value"]) for item in code.instructions]
     protoc_at = next(i for i, value in enumerate(values) if "grpc_tools.protoc" in value)
-    last_install_at = max(i for i, value in enumerate(values) if "pip install" in value and "./game" in value)
-    assert protoc_at < last_install_at, "the generated code must be in place when the package is installed"
+    wheel_at = max(i for i, value in enumerate(values) if "pip wheel" in value and "./game" in value)
     sources_at = next(i for i, value in enumerate(values) if value.startswith("game/src/"))
-    assert sources_at < protoc_at < last_install_at
+    assert sources_at < protoc_at <= wheel_at, "the generated code must be in place when the wheel is built"
+    assert values[protoc_at].index("grpc_tools.protoc") < values[wheel_at].rindex("pip wheel")
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -24,7 +24,18 @@ import jsonschema
 import pytest
 
 from conftest import REPO_ROOT, SCHEMAS, KafkaRecord, consume_records, load_schema
-from docker_stack import AGENTS, BUILT, HARNESS_DIR, Container, Stack, docker, run_step, wait_for
+from docker_stack import (
+    AGENTS,
+    BUILT,
+    GAME_BUILD_DISK_GIB,
+    HARNESS_DIR,
+    Container,
+    Stack,
+    docker,
+    require_disk_for_build,
+    run_step,
+    wait_for,
+)
 
 # The first test also installs the engine and builds every image (tens of minutes cold).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(5400)]
@@ -156,6 +167,7 @@ def stack(engine: None, history: History, tmp_path_factory: pytest.TempPathFacto
     run_step(["bash", str(HARNESS_DIR / "build-stand-ins.sh")], "stand-in base images", timeout=2400)
     stack = Stack(tmp_path_factory.mktemp("stack"), CARTPOLE)
     try:
+        require_disk_for_build(stack.image("game"), GAME_BUILD_DISK_GIB)
         for service in BUILT:
             run_step(stack.argv("build", service), f"image of {service}", timeout=3600)
         history.events_since = time.time()

@@ -382,9 +382,10 @@ def bench_replay(args: argparse.Namespace, pong: PongTransitions, redis_url: str
 def decode_limit_call(mirror: MirrorSampler, batch_size: int, rng: np.random.Generator) -> Callable[[], None]:
     """What sampling a batch costs at least: draw rows, zstd-decompress their frames, copy them into a batch.
 
-    No Python per row beyond the decompress call: the decompressed stacks and new frames are
-    joined and copied into the batch arrays at once, and a stack-append next state takes its
-    shared frames from the state in one numpy assignment. The mirror's own rows, uniform draws.
+    No Python per row beyond the decompress call: the decompressed stacks are joined into the
+    batch's contiguous bytes (the one copy every sampler makes) and viewed as the batch, and a
+    stack-append next state takes its shared frames from the state in one numpy assignment.
+    The mirror's own rows, uniform draws.
     """
     store = mirror._store  # the mirror's own ring: the limit reads the very bytes sampling reads
     if store is None or store.dense:
@@ -394,12 +395,12 @@ def decode_limit_call(mirror: MirrorSampler, batch_size: int, rng: np.random.Gen
 
     def call() -> None:
         rows = rng.integers(0, store.size, size=batch_size).tolist()
-        states = np.frombuffer(b"".join([decompress(store.state_blobs[row]) for row in rows]), dtype)
-        frames = np.frombuffer(b"".join([decompress(store.next_blobs[row]) for row in rows]), dtype)
-        observations = states.reshape(batch_size, *shape).copy()
+        states = b"".join([decompress(store.state_blobs[row]) for row in rows])
+        frames = b"".join([decompress(store.next_blobs[row]) for row in rows])
+        observations = np.frombuffer(states, dtype).reshape(batch_size, *shape)
         next_observations = np.empty_like(observations)
         next_observations[:, :-1] = observations[:, 1:]
-        next_observations[:, -1] = frames.reshape(batch_size, *shape[1:])
+        next_observations[:, -1] = np.frombuffer(frames, dtype).reshape(batch_size, *shape[1:])
 
     return call
 
