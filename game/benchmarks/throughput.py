@@ -60,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
@@ -74,11 +74,19 @@ import zstandard
 from loguru import logger
 from machine import RESULTS_FILE, describe_machine, write_results
 from redis._parsers import _RESP3Parser
+from redis.utils import HIREDIS_AVAILABLE
 
 from borg_game import transition_pb2 as pb
 from borg_game.agent import AgentServices, run_agent
 from borg_game.callbacks import AgentCallback
-from borg_game.codec import SCHEMA_VERSION, Transition, TransitionCodec
+from borg_game.codec import (
+    SCHEMA_VERSION,
+    CorruptTransitionError,
+    ObservationSpec,
+    StoredColumns,
+    Transition,
+    TransitionCodec,
+)
 from borg_game.direct_sampler import DirectSampler
 from borg_game.envs import make_env
 from borg_game.mirror import MirrorSampler
@@ -105,6 +113,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "mirror_sample_tps_1m": (">=", 50_000.0),
     "mirror_sample_vs_decode_limit_1m": (">=", 0.7),
     "mirror_pull_hiredis_speedup_1m": (">=", 1.0),
+    "mirror_pull_speedup_vs_before_1m": (">=", 2.0),
     "prioritized_sample_tps_1m": (">=", 50_000.0),
     "prioritized_pull_tps_1m": (">=", 100_000.0),
     "insert_tps_hive": (">=", 20_000.0),
@@ -432,31 +441,83 @@ def _pull(mirror: ReplaySampler, count: int) -> float:
     return (count - held) / (time.perf_counter() - started)
 
 
+class RowByRowCodec(TransitionCodec):
+    """The pull's parse as it was before `stored_columns` (the "before" of the pull ratio):
+    a message per entry, a tuple per entry, then the tuples transposed into columns."""
+
+    def stored_columns(
+        self,
+        entries: Iterable[bytes],
+        spec: ObservationSpec | None,
+        skip: Callable[[CorruptTransitionError], None],
+    ) -> StoredColumns | None:
+        """Parse entry by entry into tuples, then transpose them."""
+        rows = []
+        for data in entries:
+            try:
+                message = self.parse(data)
+                found = self.spec(message)
+            except CorruptTransitionError as error:
+                skip(error)
+                continue
+            spec = spec or found
+            rows.append(
+                (
+                    message.codec,
+                    message.next_state_layout,
+                    message.state,
+                    message.next_state,
+                    message.action,
+                    message.reward,
+                    message.terminated,
+                    message.timestamp_ns,
+                )
+            )
+        if spec is None:
+            return None
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
+        return StoredColumns(spec, *columns)
+
+
+# The pull regimes, interleaved: reply parser x how entries are parsed ("before": redis-py's own
+# parser and the row-by-row parse, as pulls ran before hiredis and stored_columns).
+PULL_REGIMES = {
+    "before": ("python", RowByRowCodec),
+    "python": ("python", TransitionCodec),
+    "hiredis": ("hiredis", TransitionCodec),
+}
+
+
 def _pull_by_parser(redis_url: str, count: int, rounds: int) -> dict[str, float]:
-    """Fresh mirrors pulling the whole list, hiredis's reply parser vs redis-py's own, interleaved."""
-    rates: dict[str, list[float]] = {"hiredis": [], "python": []}
+    """Fresh mirrors pulling the whole list in each regime of PULL_REGIMES, interleaved."""
+    if not HIREDIS_AVAILABLE:
+        raise RuntimeError("hiredis is not installed here (`make install` installs redis[hiredis]): no pull ratio")
+    rates: dict[str, list[float]] = {regime: [] for regime in PULL_REGIMES}
     for round_index in range(rounds):
-        order = ["python", "hiredis"] if round_index % 2 == 0 else ["hiredis", "python"]
-        for parser in order:
+        order = list(PULL_REGIMES) if round_index % 2 == 0 else list(reversed(PULL_REGIMES))
+        for regime in order:
+            parser, codec_class = PULL_REGIMES[regime]
             # redis-py picks hiredis whenever it is installed; its own parser (the one it uses
             # without hiredis, for its default protocol) must be asked for through the pool.
             options: dict[str, Any] = {} if parser == "hiredis" else {"parser_class": _RESP3Parser}
             client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, **options))
-            mirror = MirrorSampler(client, KEY, COUNTER, count, TransitionCodec(), max_pull_seconds=3600)
-            rates[parser].append(_pull(mirror, count))
+            mirror = MirrorSampler(client, KEY, COUNTER, count, codec_class(), max_pull_seconds=3600)
+            rates[regime].append(_pull(mirror, count))
             del mirror
             client.close()
         print(
-            f"  pull round {round_index + 1}/{rounds} at {count:,}: python parser {rates['python'][-1]:,.0f}/s, "
-            f"hiredis {rates['hiredis'][-1]:,.0f}/s",
+            f"  pull round {round_index + 1}/{rounds} at {count:,}: "
+            + ", ".join(f"{regime} {rates[regime][-1]:,.0f}/s" for regime in PULL_REGIMES),
             flush=True,
         )
     tag = _tag(count)
-    python, hiredis = statistics.median(rates["python"]), statistics.median(rates["hiredis"])
+    before, python, hiredis = (statistics.median(rates[regime]) for regime in PULL_REGIMES)
     return {
+        f"mirror_pull_tps_before_{tag}": before,
         f"mirror_pull_tps_python_parser_{tag}": python,
         f"mirror_pull_tps_hiredis_{tag}": hiredis,
         f"mirror_pull_hiredis_speedup_{tag}": hiredis / python,
+        f"mirror_pull_speedup_vs_before_{tag}": hiredis / before,
     }
 
 

@@ -7,9 +7,8 @@ hundred bytes instead of the 2 x 28 KB of raw stacks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -53,21 +52,46 @@ class Transition:
     timestamp_ns: int = 0
 
 
-class StoredTransition(NamedTuple):
-    """One stored entry as a replay store keeps it: scalars decoded, observations still compressed.
+@dataclass(slots=True)
+class StoredColumns:
+    """Stored entries as a replay store keeps them, field by field: scalars decoded,
+    observations still compressed, all of one observation spec. Oldest first.
 
-    `compression` and `layout` are opaque to the store: it hands them back to `fill`/`fill_rows`.
+    Columns, not an object per entry: a pull parses thousands of entries, and a tuple per
+    entry (each one tracked by the garbage collector, then transposed into columns) cost
+    more than the protobuf parse itself. `compressions` and `layouts` are opaque to the
+    store: it hands them back to `fill`/`fill_rows`.
     """
 
     spec: ObservationSpec
-    compression: int
-    layout: int
-    state_blob: bytes
-    next_state_blob: bytes
-    action: int
-    reward: float
-    terminated: bool
-    timestamp_ns: int
+    compressions: list[int]
+    layouts: list[int]
+    state_blobs: list[bytes]
+    next_blobs: list[bytes]
+    actions: list[int]
+    rewards: list[float]
+    terminated: list[bool]
+    timestamps_ns: list[int]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def newest(self, count: int) -> StoredColumns:
+        """The last `count` entries (all of them when there are fewer)."""
+        skip = max(0, len(self) - count)
+        if skip == 0:
+            return self
+        return StoredColumns(
+            self.spec,
+            self.compressions[skip:],
+            self.layouts[skip:],
+            self.state_blobs[skip:],
+            self.next_blobs[skip:],
+            self.actions[skip:],
+            self.rewards[skip:],
+            self.terminated[skip:],
+            self.timestamps_ns[skip:],
+        )
 
 
 class TransitionCodec:
@@ -114,30 +138,61 @@ class TransitionCodec:
 
     def parse(self, data: bytes) -> pb.Transition:
         """Parse stored bytes into a message, refusing oversized or malformed entries."""
-        if len(data) > self._max_entry_bytes:
-            raise CorruptTransitionError(f"entry of {len(data)} bytes exceeds the {self._max_entry_bytes}-byte bound")
         message = pb.Transition()
-        try:
-            message.ParseFromString(data)
-        except Exception as error:  # protobuf raises DecodeError, but its type varies by backend
-            raise CorruptTransitionError(f"not a Transition message: {error}") from None
-        if message.schema_version != SCHEMA_VERSION:
-            raise CorruptTransitionError(f"unknown schema_version {message.schema_version}")
+        self._parse_into(message, data)
         return message
 
-    def stored(self, data: bytes) -> StoredTransition:
-        """Parse stored bytes into a typed row, observations left compressed (the mirror's pull)."""
-        message = self.parse(data)
-        return StoredTransition(
-            self.spec(message),
-            message.codec,
-            message.next_state_layout,
-            message.state,
-            message.next_state,
-            message.action,
-            message.reward,
-            message.terminated,
-            message.timestamp_ns,
+    def stored_columns(
+        self,
+        entries: Iterable[bytes],
+        spec: ObservationSpec | None,
+        skip: Callable[[CorruptTransitionError], None],
+    ) -> StoredColumns | None:
+        """Parse stored bytes into columns, observations left compressed (the mirror's pull).
+
+        Every entry kept has observations of `spec` (None: those of the first entry that
+        parses); one that does not, or cannot be parsed, is left out and handed to `skip`.
+        None when `spec` is None and no entry parsed.
+        """
+        message = pb.Transition()  # one message for all: ParseFromString clears it first
+        compressions: list[int] = []
+        layouts: list[int] = []
+        state_blobs: list[bytes] = []
+        next_blobs: list[bytes] = []
+        actions: list[int] = []
+        rewards: list[float] = []
+        terminated: list[bool] = []
+        timestamps_ns: list[int] = []
+        # The (dtype, shape, layout) last found to be `spec`: nearly every entry repeats it, and
+        # comparing it costs half the spec lookup, whose key needs a tuple of the repeated field.
+        matched: tuple[str, list[int], int] | None = None
+        for data in entries:
+            try:
+                self._parse_into(message, data)
+                layout = message.next_state_layout
+                described = (message.dtype, message.shape[:], layout)
+                if described != matched:
+                    found = self.spec(message)
+                    if spec is None:
+                        spec = found
+                    elif found is not spec and found != spec:
+                        raise CorruptTransitionError(f"observation {found} differs from this agent's {spec}")
+                    matched = described
+            except CorruptTransitionError as error:
+                skip(error)
+                continue
+            compressions.append(message.codec)
+            layouts.append(layout)
+            state_blobs.append(message.state)
+            next_blobs.append(message.next_state)
+            actions.append(message.action)
+            rewards.append(message.reward)
+            terminated.append(message.terminated)
+            timestamps_ns.append(message.timestamp_ns)
+        if spec is None:
+            return None
+        return StoredColumns(
+            spec, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps_ns
         )
 
     def decode(self, data: bytes) -> Transition:
@@ -181,6 +236,16 @@ class TransitionCodec:
         if len(self._specs) < 16:
             self._specs[key] = spec
         return spec
+
+    def _parse_into(self, message: pb.Transition, data: bytes) -> None:
+        if len(data) > self._max_entry_bytes:
+            raise CorruptTransitionError(f"entry of {len(data)} bytes exceeds the {self._max_entry_bytes}-byte bound")
+        try:
+            message.ParseFromString(data)
+        except Exception as error:  # protobuf raises DecodeError, but its type varies by backend
+            raise CorruptTransitionError(f"not a Transition message: {error}") from None
+        if message.schema_version != SCHEMA_VERSION:
+            raise CorruptTransitionError(f"unknown schema_version {message.schema_version}")
 
     def fill(
         self,

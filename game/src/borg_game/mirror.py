@@ -13,7 +13,7 @@ import numpy as np
 import redis
 from borg_common.throttle import ThrottledLog
 
-from borg_game.codec import CorruptTransitionError, ObservationSpec, StoredTransition, TransitionCodec
+from borg_game.codec import CorruptTransitionError, ObservationSpec, TransitionCodec
 from borg_game.mirror_store import IndexSampler, MirrorStore, UniformIndexSampler
 from borg_game.pull_script import PullScript
 from borg_game.replay import ReplayBatch
@@ -78,12 +78,14 @@ class MirrorSampler:
                 self._pushed = pushed
                 self._seen = new_seen
                 # LRANGE returned newest first; the ring wants oldest first.
-                rows = [row for row in map(self._row, reversed(entries)) if row is not None]
-                if rows:
-                    store = self._store
-                    assert store is not None  # made by the first row
-                    first_slot = store.extend(rows, self._codec)
-                    self._index_sampler.added(first_slot, min(len(rows), self._capacity), self._capacity)
+                store = self._store
+                spec = None if store is None else store.spec
+                columns = self._codec.stored_columns(reversed(entries), spec, self._skip)
+                if columns is not None and len(columns):
+                    if store is None:  # made by the first entry, unless `expect` made it
+                        store = self._store = MirrorStore(self._capacity, columns.spec)
+                    first_slot = store.extend(columns, self._codec)
+                    self._index_sampler.added(first_slot, min(len(columns), self._capacity), self._capacity)
                 if self._seen >= self._pushed or time.monotonic() > deadline:
                     return True
         except redis.RedisError as error:
@@ -92,19 +94,10 @@ class MirrorSampler:
             )
             return False
 
-    def _row(self, entry: bytes) -> StoredTransition | None:
-        """The entry as a row of the store (made at the first one), or None when skipped."""
-        try:
-            row = self._codec.stored(entry)
-            if self._store is None:
-                self._store = MirrorStore(self._capacity, row.spec)
-            elif row.spec is not self._store.spec and row.spec != self._store.spec:
-                raise CorruptTransitionError(f"observation {row.spec} differs from this agent's {self._store.spec}")
-            return row
-        except CorruptTransitionError as error:
-            self._corrupt += 1
-            self._skipped.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
-            return None
+    def _skip(self, error: CorruptTransitionError) -> None:
+        """An entry left out of a pull: undecodable, or of another observation spec than the store's."""
+        self._corrupt += 1
+        self._skipped.warning("skipped a replay entry on pull ({} so far): {}", self._corrupt, error)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch | None:
         """Draws of the index sampler (uniform by default); None while fewer than `batch_size` are held."""

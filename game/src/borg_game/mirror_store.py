@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from borg_game.codec import ObservationSpec, StoredTransition, TransitionCodec
+from borg_game.codec import ObservationSpec, StoredColumns, TransitionCodec
 from borg_game.replay import ReplayBatch
 
 
@@ -70,46 +70,42 @@ class MirrorStore:
             self.codecs = np.zeros(capacity, dtype=np.int8)
             self.layouts = np.zeros(capacity, dtype=np.int8)
 
-    def extend(self, rows: list[StoredTransition], codec: TransitionCodec) -> int:
-        """Write `rows` (oldest first) over the oldest slots once full; returns the first slot written.
+    def extend(self, columns: StoredColumns, codec: TransitionCodec) -> int:
+        """Write `columns` (oldest first) over the oldest slots once full; returns the first slot written.
 
         Column by column: a pull brings thousands of rows, and one numpy assignment per column
         instead of one per row and column is most of what keeping up with the hive costs.
         """
         first = self.cursor
-        count = len(rows)
+        if len(columns) > self.capacity:  # only the newest `capacity` rows would survive
+            first = self.cursor = (self.cursor + len(columns) - self.capacity) % self.capacity
+            columns = columns.newest(self.capacity)
+        count = len(columns)
         if count == 0:
             return first
-        if count > self.capacity:  # only the newest `capacity` rows would survive
-            skipped = count - self.capacity
-            rows = rows[skipped:]
-            count = self.capacity
-            first = self.cursor = (self.cursor + skipped) % self.capacity
-        columns = zip(*rows, strict=True)  # one tuple per field of StoredTransition
-        _, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps = columns
         slots = (first + np.arange(count)) % self.capacity
         if self.dense:
-            for row, slot in zip(rows, slots.tolist(), strict=True):
+            for index, slot in enumerate(slots.tolist()):
                 codec.fill(
-                    row.compression,
-                    row.layout,
-                    row.state_blob,
-                    row.next_state_blob,
+                    columns.compressions[index],
+                    columns.layouts[index],
+                    columns.state_blobs[index],
+                    columns.next_blobs[index],
                     self.states[slot],
                     self.next_states[slot],
                 )
         else:
             head = min(count, self.capacity - first)  # the ring may wrap once
-            self.state_blobs[first : first + head] = state_blobs[:head]
-            self.state_blobs[: count - head] = state_blobs[head:]
-            self.next_blobs[first : first + head] = next_blobs[:head]
-            self.next_blobs[: count - head] = next_blobs[head:]
-            self.codecs[slots] = compressions
-            self.layouts[slots] = layouts
-        self.actions[slots] = actions
-        self.rewards[slots] = rewards
-        self.terminated[slots] = terminated
-        self.timestamps_ns[slots] = timestamps
+            self.state_blobs[first : first + head] = columns.state_blobs[:head]
+            self.state_blobs[: count - head] = columns.state_blobs[head:]
+            self.next_blobs[first : first + head] = columns.next_blobs[:head]
+            self.next_blobs[: count - head] = columns.next_blobs[head:]
+            self.codecs[slots] = columns.compressions
+            self.layouts[slots] = columns.layouts
+        self.actions[slots] = columns.actions
+        self.rewards[slots] = columns.rewards
+        self.terminated[slots] = columns.terminated
+        self.timestamps_ns[slots] = columns.timestamps_ns
         self.cursor = (first + count) % self.capacity
         self.size = min(self.size + count, self.capacity)
         return first
