@@ -815,19 +815,30 @@ class PlayThreadEncodingWriter(ReplayWriter):
         self.add(self._play_codec.encode(transition))
 
 
+class DroppingWriter(PlayThreadEncodingWriter):
+    """A writer that drops every transition: the loop's cost without the writer thread's
+    encoding and pushes, and without Redis taking them (what sharing costs the play thread)."""
+
+    def add_transition(self, transition: Transition) -> None:
+        """Drop it: nothing is encoded, queued or pushed."""
+
+
 def time_agent(
-    settings: Settings, sinks: Sequence[Sink] = (), after_step: int = 0, encode_on_play_thread: bool = False
+    settings: Settings,
+    sinks: Sequence[Sink] = (),
+    after_step: int = 0,
+    writer: Callable[[Settings, redis.Redis], ReplayWriter] | None = None,
 ) -> LoopRun:
     """One run of the real agent loop with a real writer and mirror on the real Redis.
 
-    `encode_on_play_thread` swaps in the previous writer path, for a before/after in one run.
+    `writer` replaces the agent's writer (e.g. the previous path, for a before/after in one run).
     """
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(settings.env_replay_key, settings.env_push_counter_key)
     memory = build_replay_memory(settings, client)
-    if encode_on_play_thread:
+    if writer is not None:
         memory.writer.close()
-        memory.writer = PlayThreadEncodingWriter(settings, client)
+        memory.writer = writer(settings, client)
     clock = LoopClock()
     timed = [TimedSink(sink) for sink in sinks]
     services = AgentServices(
@@ -887,10 +898,12 @@ def time_sb3(steps: int, seed: int) -> float | None:
 
 
 def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> dict[str, Any]:
-    """Bare env vs the agent loop without learning, in three exploration regimes; then learning.
+    """Bare env vs the agent loop without learning, in several regimes; then learning.
 
     Regimes: epsilon 1 (every action random, as in the bare env and in SB3's loop before its
-    learning_starts: the loop's own cost, what the 80% target is about); the default schedule
+    learning_starts: the loop's own cost, what the target is about), also with encoding on
+    the play thread (the path before) and with a writer that drops every transition (the
+    loop without the work of sharing: encoding, pushing, Redis taking it); the default schedule
     from step 0 (a few greedy steps); epsilon 0.01 (a forward pass of the Q-network nearly
     every step: on a CPU that costs more than the env step itself).
     """
@@ -898,8 +911,13 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
     regimes = {
         "": explore,
         "_encode_on_play_thread": explore,
+        "_without_push": explore,
         "_schedule": {},
         "_greedy": {"epsilon_start": 0.01, "epsilon_end": 0.01},
+    }
+    writers: dict[str, Callable[[Settings, redis.Redis], ReplayWriter]] = {
+        "_encode_on_play_thread": PlayThreadEncodingWriter,
+        "_without_push": DroppingWriter,
     }
     chosen = set(args.agent_regimes.split(","))
     regimes = {regime: epsilon for regime, epsilon in regimes.items() if (regime.lstrip("_") or "explore") in chosen}
@@ -911,7 +929,7 @@ def bench_agent(args: argparse.Namespace, redis_url: str, model_store: Path) -> 
         for regime, epsilon in regimes.items():
             settings = agent_settings(redis_url, model_store, learning=False, total_steps=args.agent_steps, **epsilon)
             bare.append(time_bare_env(settings, args.agent_steps, args.seed + round_index))  # paired with each run
-            run = time_agent(settings, encode_on_play_thread=regime == "_encode_on_play_thread")
+            run = time_agent(settings, writer=writers.get(regime))
             rates[regime].append(run.steps_per_second)
             ratios[regime].append(rates[regime][-1] / bare[-1])
             line.append(f"agent{regime or '_explore'} {rates[regime][-1]:,.0f} (bare {bare[-1]:,.0f})")
@@ -1106,7 +1124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agent-rounds", type=int, default=3, help="interleaved bare/agent rounds")
     parser.add_argument(
         "--agent-regimes",
-        default="explore,encode_on_play_thread,schedule,greedy",
+        default="explore,encode_on_play_thread,without_push,schedule,greedy",
         help="agent-loop regimes, each paired with a bare-env run per round",
     )
     parser.add_argument("--learning-starts", type=int, default=1000, help="steps before the learning run trains")
