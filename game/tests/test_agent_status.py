@@ -15,7 +15,7 @@ from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import load_settings
 from borg_game.status import AgentPhase, AgentStatus, StatusBoard, read_statuses
-from borg_game.telemetry import TrainingLog
+from borg_game.telemetry import EvalRecord, TrainingLog
 
 
 class StatusRecorder(AgentCallback):
@@ -75,6 +75,60 @@ def test_agent_reports_filling_then_learning_and_its_evaluations(
     assert all(status.total_steps == 700 and status.learning_starts == 300 for status in recorder.statuses)
     assert recorder.statuses[-1].steps_per_second > 0
     assert read_statuses(redis_client, "status-test") == [recorder.statuses[-1]]
+
+
+class StopWhenEvaluating(AgentCallback):
+    """Sets the agent's stop event as an evaluation starts, as SIGTERM would; counts evaluations."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.evaluations = 0
+
+    def on_report(self, status: AgentStatus) -> None:
+        if status.phase is AgentPhase.EVALUATING:
+            self.stop.set()
+
+    def on_eval(self, record: EvalRecord) -> None:
+        self.evaluations += 1
+
+
+def test_a_stop_during_an_evaluation_abandons_it_and_writes_the_final_checkpoint(
+    tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    settings = load_settings(
+        {
+            "CONFIG_redis_url": redis_server.url,
+            "CONFIG_env_id": "CartPole-v1",
+            "CONFIG_run_id": "stop-test",
+            "CONFIG_total_steps": "1000",
+            "CONFIG_learning_starts": "100",
+            "CONFIG_eval_interval": "300",
+            "CONFIG_eval_episodes": "50",
+            "CONFIG_checkpoint_interval": "100000",
+            "CONFIG_mlp_hidden_sizes": "16",
+            "CONFIG_model_store": str(tmp_path / "models"),
+            "CONFIG_tensorboard_dir": "",
+        },
+        env_file=None,
+    )
+    memory = build_replay_memory(settings, redis_client)
+    stop = threading.Event()
+    stopper = StopWhenEvaluating(stop)
+    services = AgentServices(
+        writer=memory.writer,
+        sampler=memory.sampler,
+        training_log=TrainingLog(settings.run_id, "agent-0", []),
+        callbacks=[stopper],
+    )
+    try:
+        result = run_agent(settings, "agent-0", services, stop)
+    finally:
+        memory.writer.close()
+
+    assert stop.is_set() and stopper.evaluations == 0, "the cut-short evaluation was not reported"
+    assert result.steps == 300 and result.last_eval is None
+    assert result.checkpoint is not None and result.checkpoint.exists()
+    assert not list((tmp_path / "models").rglob("best-*.pt")), "no best model from an abandoned evaluation"
 
 
 def test_status_keeps_its_phase_through_json() -> None:

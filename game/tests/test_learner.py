@@ -93,3 +93,17 @@ def test_evaluation_calls_after_step_once_per_step_it_plays() -> None:
 
     scores = evaluate(make_learner(), make_env("CartPole-v1", seed=0), 3, 0.0, np.random.default_rng(0), 0, count)
     assert len(scores) == 3 and steps == sum(scores)  # CartPole pays 1 per step
+
+
+def test_evaluation_ends_with_the_episodes_finished_when_stop_turns_true() -> None:
+    steps = 0
+
+    def count() -> None:
+        nonlocal steps
+        steps += 1
+
+    env = make_env("CartPole-v1", seed=0)
+    # A CartPole episode lasts at least 8 steps: stopped after 5, not one has finished.
+    stopped = evaluate(make_learner(), env, 3, 0.0, np.random.default_rng(0), 0, count, stop=lambda: steps >= 5)
+    assert steps == 5 and stopped == []
+    assert evaluate(make_learner(), env, 3, 0.0, np.random.default_rng(0), 0, stop=lambda: True) == []

@@ -70,7 +70,7 @@ def seed_everything(seed: int) -> None:
 
 def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: threading.Event) -> RunResult:
     """Play and learn until `total_steps` or until `stop` is set; checkpoint on the way out."""
-    agent = Agent(settings, agent_id, services)
+    agent = Agent(settings, agent_id, services, stop)
     observation = agent.reset()
     while agent.state.step < settings.total_steps and not stop.is_set():
         epsilon = agent.epsilon()
@@ -94,10 +94,13 @@ def run_agent(settings: Settings, agent_id: str, services: AgentServices, stop: 
 class Agent:
     """What the loop works with: envs, learner, checkpointer, counters; one method per step."""
 
-    def __init__(self, settings: Settings, agent_id: str, services: AgentServices) -> None:
+    def __init__(self, settings: Settings, agent_id: str, services: AgentServices, stop: threading.Event) -> None:
         self.settings = settings
         self.agent_id = agent_id
         self.services = services
+        # Set when the agent must stop: long work (a training round, an evaluation) ends early
+        # for it, so the final checkpoint fits in a container's grace period.
+        self.stop = stop
         self.seed = settings.seed + (settings.agent_index or 0)
         seed_everything(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -239,6 +242,8 @@ class Agent:
             if priorities is not None:
                 priorities.anneal(step)
             for _ in range(settings.gradient_steps):
+                if self.stop.is_set():  # CartPole's preset makes 128 gradient steps a round
+                    break
                 batch = sampler.sample(settings.batch_size, self.rng)
                 if batch is None:  # too little in memory yet: play on, never pad a batch
                     break
@@ -296,8 +301,18 @@ class Agent:
                 self.rng,
                 self.seed + 10_000 + state.step,
                 after_step=lambda: self.report(epsilon, AgentPhase.EVALUATING),
+                stop=self.stop.is_set,
             ),
         )
+        self.last_report = 0.0  # the next report says what the evaluation found (or that it ended)
+        if self.stop.is_set():  # cut short: its few episodes say nothing comparable
+            logger.info(
+                "evaluation at step {} abandoned after {} of {} episodes: stop requested",
+                state.step,
+                len(scores),
+                settings.eval_episodes,
+            )
+            return
         mean_score = float(np.mean(scores))
         self.result.last_eval = mean_score
         record = EvalRecord(
@@ -323,7 +338,6 @@ class Agent:
         if mean_score > state.best_eval:
             state.best_eval = mean_score
             self.checkpointer.save_best(self.learner, state, mean_score)
-        self.last_report = 0.0  # the next report says what the evaluation found
 
     def checkpoint(self, force: bool = False) -> None:
         """Every checkpoint_interval steps (or when `force`d): write a checkpoint."""

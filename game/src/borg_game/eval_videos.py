@@ -156,7 +156,8 @@ class EvaluationVideos:
         except BaseException:
             self._finish(None, step)
             raise
-        reason = keep_reason(self._evaluations, float(np.mean(scores)) > best_so_far, self.every_evals)
+        new_best = bool(scores) and float(np.mean(scores)) > best_so_far  # none when a stop cut it short
+        reason = keep_reason(self._evaluations, new_best, self.every_evals)
         self._finish(reason, step)
         return scores
 

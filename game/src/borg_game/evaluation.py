@@ -19,15 +19,18 @@ def evaluate(
     rng: np.random.Generator,
     seed: int,
     after_step: Callable[[], None] = lambda: None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> list[float]:
     """Play `episodes` episodes at `epsilon` and return their real scores.
 
     `after_step` runs after every step: an Atari evaluation plays for minutes, and the agent
-    keeps telling the hive it is alive (its status expires after 30 s).
+    keeps telling the hive it is alive (its status expires after 30 s). When `stop()` turns
+    true the evaluation ends at once with the episodes finished so far: a stopping container
+    has a grace period to write its final checkpoint, which a Pong evaluation can outlast.
     """
     scores: list[float] = []
     observation, _ = env.reset(seed=seed)
-    while len(scores) < episodes:
+    while len(scores) < episodes and not stop():
         if rng.random() < epsilon:
             action = int(rng.integers(env.action_space.n))  # type: ignore[attr-defined]
         else:
