@@ -9,13 +9,44 @@ from pathlib import Path
 import pytest
 import redis
 
-from borg_game.agent import AgentServices, run_agent
+from borg_game.agent import AgentServices, RunResult, run_agent
 from borg_game.callbacks import AgentCallback
 from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay_memory import build_replay_memory
-from borg_game.settings import load_settings
+from borg_game.settings import Settings, load_settings
 from borg_game.status import AgentPhase, AgentStatus, StatusBoard, read_statuses
 from borg_game.telemetry import EvalRecord, TrainingLog
+
+
+def cartpole_settings(redis_url: str, tmp_path: Path, **config: str) -> Settings:
+    """A small CartPole agent's settings: `config` holds CONFIG_ keys without the prefix."""
+    values = {
+        "CONFIG_redis_url": redis_url,
+        "CONFIG_env_id": "CartPole-v1",
+        "CONFIG_checkpoint_interval": "100000",
+        "CONFIG_mlp_hidden_sizes": "16",
+        "CONFIG_model_store": str(tmp_path / "models"),
+        "CONFIG_tensorboard_dir": "",
+    }
+    values.update({f"CONFIG_{key}": value for key, value in config.items()})
+    return load_settings(values, env_file=None)
+
+
+def run_cartpole_agent(
+    settings: Settings, client: redis.Redis, callbacks: list[AgentCallback], stop: threading.Event
+) -> RunResult:
+    """One real run of agent-0 on its own writer and mirror, the writer closed afterwards."""
+    memory = build_replay_memory(settings, client)
+    services = AgentServices(
+        writer=memory.writer,
+        sampler=memory.sampler,
+        training_log=TrainingLog(settings.run_id, "agent-0", []),
+        callbacks=callbacks,
+    )
+    try:
+        return run_agent(settings, "agent-0", services, stop)
+    finally:
+        memory.writer.close()
 
 
 class StatusRecorder(AgentCallback):
@@ -29,37 +60,22 @@ class StatusRecorder(AgentCallback):
 def test_agent_reports_filling_then_learning_and_its_evaluations(
     tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    settings = load_settings(
-        {
-            "CONFIG_redis_url": redis_server.url,
-            "CONFIG_env_id": "CartPole-v1",
-            "CONFIG_run_id": "status-test",
-            "CONFIG_total_steps": "700",
-            "CONFIG_learning_starts": "300",
-            "CONFIG_train_frequency": "50",
-            "CONFIG_gradient_steps": "1",
-            "CONFIG_eval_interval": "400",
-            "CONFIG_eval_episodes": "1",
-            "CONFIG_checkpoint_interval": "100000",
-            "CONFIG_mlp_hidden_sizes": "16",
-            "CONFIG_status_interval": "0.001",
-            "CONFIG_model_store": str(tmp_path / "models"),
-            "CONFIG_tensorboard_dir": "",
-        },
-        env_file=None,
+    settings = cartpole_settings(
+        redis_server.url,
+        tmp_path,
+        run_id="status-test",
+        total_steps="700",
+        learning_starts="300",
+        train_frequency="50",
+        gradient_steps="1",
+        eval_interval="400",
+        eval_episodes="1",
+        status_interval="0.001",
     )
-    memory = build_replay_memory(settings, redis_client)
     recorder = StatusRecorder()
-    services = AgentServices(
-        writer=memory.writer,
-        sampler=memory.sampler,
-        training_log=TrainingLog(settings.run_id, "agent-0", []),
-        callbacks=[recorder, StatusBoard(redis_client, settings.run_id, "agent-0")],
+    run_cartpole_agent(
+        settings, redis_client, [recorder, StatusBoard(redis_client, settings.run_id, "agent-0")], threading.Event()
     )
-    try:
-        run_agent(settings, "agent-0", services, threading.Event())
-    finally:
-        memory.writer.close()
 
     phases = [(status.phase, status.step) for status in recorder.statuses]
     assert phases[0] == (AgentPhase.FILLING, 1)
@@ -95,35 +111,18 @@ class StopWhenEvaluating(AgentCallback):
 def test_a_stop_during_an_evaluation_abandons_it_and_writes_the_final_checkpoint(
     tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    settings = load_settings(
-        {
-            "CONFIG_redis_url": redis_server.url,
-            "CONFIG_env_id": "CartPole-v1",
-            "CONFIG_run_id": "stop-test",
-            "CONFIG_total_steps": "1000",
-            "CONFIG_learning_starts": "100",
-            "CONFIG_eval_interval": "300",
-            "CONFIG_eval_episodes": "50",
-            "CONFIG_checkpoint_interval": "100000",
-            "CONFIG_mlp_hidden_sizes": "16",
-            "CONFIG_model_store": str(tmp_path / "models"),
-            "CONFIG_tensorboard_dir": "",
-        },
-        env_file=None,
+    settings = cartpole_settings(
+        redis_server.url,
+        tmp_path,
+        run_id="stop-test",
+        total_steps="1000",
+        learning_starts="100",
+        eval_interval="300",
+        eval_episodes="50",
     )
-    memory = build_replay_memory(settings, redis_client)
     stop = threading.Event()
     stopper = StopWhenEvaluating(stop)
-    services = AgentServices(
-        writer=memory.writer,
-        sampler=memory.sampler,
-        training_log=TrainingLog(settings.run_id, "agent-0", []),
-        callbacks=[stopper],
-    )
-    try:
-        result = run_agent(settings, "agent-0", services, stop)
-    finally:
-        memory.writer.close()
+    result = run_cartpole_agent(settings, redis_client, [stopper], stop)
 
     assert stop.is_set() and stopper.evaluations == 0, "the cut-short evaluation was not reported"
     assert result.steps == 300 and result.last_eval is None
