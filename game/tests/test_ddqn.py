@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from borg_game.ddqn import ape_x_epsilon, double_dqn_targets, linear_epsilon, td_loss, weighted_td_loss
+from borg_game.ddqn import (
+    ape_x_epsilon,
+    ape_x_wrap_warning,
+    double_dqn_targets,
+    linear_epsilon,
+    td_loss,
+    weighted_td_loss,
+)
 
 
 def test_double_dqn_target_on_a_hand_computed_batch() -> None:
@@ -82,6 +89,14 @@ def test_a_lone_ape_x_agent_explores_at_the_base_rate() -> None:
 def test_an_index_past_the_hive_wraps_around() -> None:
     assert ape_x_epsilon(4, 4) == ape_x_epsilon(0, 4)
     assert ape_x_epsilon(7, 4) == ape_x_epsilon(3, 4)
+
+
+def test_an_index_past_the_hive_is_reported_with_the_setting_to_change() -> None:
+    assert ape_x_wrap_warning(3, 4) is None
+    warning = ape_x_wrap_warning(5, 4)
+    assert warning is not None
+    assert "CONFIG_hive_size=4" in warning and "agent 1's" in warning
+    assert ape_x_wrap_warning(1, 1) is not None  # compose's default N=1 with a second replica
 
 
 def test_ape_x_alpha_zero_gives_every_agent_the_base() -> None:

@@ -25,7 +25,7 @@ from loguru import logger
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import ObservationSpec, Transition
-from borg_game.ddqn import ape_x_epsilon, linear_epsilon
+from borg_game.ddqn import ape_x_epsilon, ape_x_wrap_warning, linear_epsilon
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
@@ -104,6 +104,10 @@ class Agent:
         self.seed = settings.seed + (settings.agent_index or 0)
         seed_everything(self.seed)
         self.rng = np.random.default_rng(self.seed)
+        if settings.exploration == "ape_x":
+            wrap_warning = ape_x_wrap_warning(settings.agent_index or 0, settings.hive_size)
+            if wrap_warning is not None:
+                logger.warning(wrap_warning)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.env = make_env(

@@ -66,3 +66,17 @@ def ape_x_epsilon(agent_index: int, hive_size: int, base: float = 0.4, alpha: fl
         return base
     position = agent_index % hive_size
     return float(base ** (1.0 + alpha * position / (hive_size - 1)))
+
+
+def ape_x_wrap_warning(agent_index: int, hive_size: int) -> str | None:
+    """What to tell the user when agent i is past the hive's N (else None).
+
+    Under compose, N is CONFIG_hive_size in .env, set by hand next to `--scale game=N`; when
+    it is left at 1 or below the scale, agents share rates and the spread Ape-X relies on is lost.
+    """
+    if agent_index < hive_size:
+        return None
+    return (
+        f"agent index {agent_index} is past CONFIG_hive_size={hive_size}: its Ape-X epsilon wraps around to "
+        f"agent {agent_index % hive_size}'s; set CONFIG_hive_size to the number of agents (--scale game=N)"
+    )
