@@ -262,12 +262,12 @@ def test_agent_finishes_and_counts_its_losses_when_kafka_never_answers(
         kafka_buffer_messages=5,
         kafka_flush_timeout=1.0,
     )
-    started = time.monotonic()
     agent = spawn(tmp_path, "agent", settings)
-    exit_code = agent.wait(timeout=120)
+    # The event is the agent's exit: a deadline, not a speed. How long the producer's close may
+    # wait for a dead broker is test_sink_bounds_its_buffer_and_its_wait_when_kafka_is_gone's.
+    exit_code = agent.wait(timeout=300)
     log = (tmp_path / "agent.log").read_text()
     assert exit_code == 0, log[-3_000:]
-    assert time.monotonic() - started < 60
     logged = read_jsonl(tmp_path / "agent.jsonl")
     counters = sink_counters(log)
     assert counters["sent"] == counters["undelivered"] == 5
