@@ -285,9 +285,12 @@ def summarize_configs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
     """The issue's goal: the best hive of 4 reaches 475 in < half a lone agent's own steps and stays (>= 90%)."""
 
-    def median_steps(config: str) -> float:
-        median = summary[config]["best_agent_own_steps_to_475"]["median"]
+    def median_steps(config: str, measure: str = "best_agent_own_steps_to_475") -> float:
+        median = summary[config][measure]["median"]
         return float("inf") if median is None else float(median)
+
+    def ratio_of(hive_steps: float, lone_steps: float) -> float | None:
+        return hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
 
     lone = [config for config in summary if config.startswith("hive-1-")]
     hives = [config for config in summary if config.startswith("hive-4-")]
@@ -299,14 +302,12 @@ def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
     )
     lone_steps, hive_steps = median_steps(best_lone), median_steps(best_hive)
     share = summary[best_hive]["later_evaluations_at_475_share"]
-    ratio = hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
+    ratio = ratio_of(hive_steps, lone_steps)
 
     def median_held(config: str) -> float:
-        median = summary[config]["best_agent_own_steps_to_475_held"]["median"]
-        return float("inf") if median is None else float(median)
+        return median_steps(config, "best_agent_own_steps_to_475_held")
 
     best_lone_held, best_hive_held = min(lone, key=median_held), min(hives, key=median_held)
-    lone_held, hive_held = median_held(best_lone_held), median_held(best_hive_held)
     return {
         "judged": True,
         "best_lone_config": best_lone,
@@ -315,9 +316,7 @@ def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
         # The same ratio with two evaluations >= 475 in a row (own_steps_to_475_held).
         "best_lone_config_held": best_lone_held,
         "best_hive_4_config_held": best_hive_held,
-        "own_steps_ratio_hive_4_to_lone_held": (
-            hive_held / lone_held if lone_held != float("inf") and hive_held != float("inf") else None
-        ),
+        "own_steps_ratio_hive_4_to_lone_held": ratio_of(median_held(best_hive_held), median_held(best_lone_held)),
         "hive_4_later_evaluations_at_475_share": share,
         "met": ratio is not None and ratio < 0.5 and share is not None and share >= 0.9,
     }
