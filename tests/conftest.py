@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from borg_common.redis_keys import DEFAULT_PUSH_COUNTER_KEY, env_scoped_key
 from borg_game.redis_server import EmbeddedRedis
 from borg_harness.compose import compose_config
 from borg_harness.kafka_broker import KafkaBroker
@@ -305,10 +306,15 @@ def _process_environment(**settings: object) -> dict[str, str]:
 
 
 def consume_records(
-    bootstrap_servers: str, topics: list[str], minimum: dict[str, int], timeout: float
+    bootstrap_servers: str,
+    topics: list[str],
+    minimum: dict[str, int],
+    timeout: float,
+    until: Callable[[list[KafkaRecord]], bool] | None = None,
 ) -> list[KafkaRecord]:
-    """Every message of `topics` from the beginning, until each partition's end is reached
-    and at least `minimum[topic]` messages of each topic were read."""
+    """Every message of `topics` from the beginning, until each partition's end is reached,
+    at least `minimum[topic]` messages of each topic were read, and `until` (if given) holds
+    for the messages read."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -339,7 +345,11 @@ def consume_records(
                     assert offset is not None and value is not None
                     records.append(KafkaRecord(topic, partition, offset, timestamp, value))
             counts = {topic: sum(record.topic == topic for record in records) for topic in topics}
-            if {topic for topic, _ in at_end} >= set(topics) and all(counts[t] >= minimum.get(t, 1) for t in topics):
+            if (
+                {topic for topic, _ in at_end} >= set(topics)
+                and all(counts[t] >= minimum.get(t, 1) for t in topics)
+                and (until is None or until(records))
+            ):
                 return records
         raise AssertionError(f"consuming {topics} timed out after {timeout}s; read {len(records)} messages")
     finally:
@@ -379,7 +389,6 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
         broker.create_topics(topics)
         admin = redis.Redis.from_url(redis_server.url)
         monitor_url = add_monitor_user(admin, model)
-        admin.close()
         shared = {"redis_url": redis_server.url, "kafka_bootstrap_servers": broker.bootstrap_servers}
         monitor_log = (workdir / "monitor.log").open("w")
         monitor = subprocess.Popen(
@@ -412,13 +421,23 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
         try:
             codes = [agent.wait(timeout=600) for agent in agents]
             assert codes == [0] * AGENTS, [(workdir / f"agent{i}.log").read_text()[-3000:] for i in range(AGENTS)]
-            time.sleep(3 * MONITOR_POLL_INTERVAL)  # readings of the final state
+            # Wait for the monitor's reading of the final state: the push counter the agents left.
+            counter_key = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, str(AGENT_SETTINGS["env_id"]))
+            final_pushes = int(admin.get(counter_key) or 0)
+            consume_records(
+                broker.bootstrap_servers,
+                ["memory_monitoring"],
+                {},
+                timeout=120,
+                until=lambda read: any(json.loads(r.value)["push_counter"] == final_pushes for r in read),
+            )
         finally:
             for process in (*agents, monitor):
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
             monitor_code = monitor.wait(timeout=60)
             monitor_log.close()
+            admin.close()
         assert monitor_code == 0, (workdir / "monitor.log").read_text()[-3000:]
         agent_log_lines = [
             json.loads(line)

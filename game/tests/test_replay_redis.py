@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +21,7 @@ from borg_game.mirror import MirrorSampler
 from borg_game.replay_writer import ReplayWriter, push_transaction
 
 KEY, COUNTER = "transitions", "transitions:pushed"
+T = TypeVar("T")
 
 
 def vector_transition(agent_id: str, step: int, agent_number: int = 0) -> Transition:
@@ -42,6 +47,18 @@ def drain(writer: ReplayWriter, expected: int, timeout: float = 10.0) -> None:
     while writer.pushed < expected and time.monotonic() < deadline:
         time.sleep(0.01)
     assert writer.pushed == expected
+
+
+def finishes(call: Callable[[], T], timeout: float = 120.0) -> T:
+    """The result of `call`, run on a thread that must come back: a call that blocks (on a
+    Redis that never answers, on a queue never drained) fails the test instead of hanging it."""
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{call} still blocked after {timeout:.0f}s"
+    assert results, f"{call} raised (see the thread's traceback above)"
+    return results[0]
 
 
 def test_two_agents_transitions_land_in_one_list(redis_client: redis.Redis) -> None:
@@ -135,10 +152,8 @@ def test_empty_memory_never_blocks_and_never_pads(redis_client: redis.Redis) -> 
         MirrorSampler(redis_client, KEY, COUNTER, 100, codec),
         DirectSampler(redis_client, KEY, COUNTER, codec),
     ):
-        started = time.monotonic()
-        assert sampler.sync()
-        assert sampler.sample(32, rng) is None
-        assert time.monotonic() - started < 2.0
+        assert finishes(sampler.sync) is True
+        assert finishes(functools.partial(sampler.sample, 32, rng)) is None
     # One transition in memory: still no batch of 32 copies of it.
     writer = ReplayWriter(redis_client, KEY, COUNTER, capacity=100)
     writer.add(codec.encode(vector_transition("a", 1)))
@@ -202,10 +217,17 @@ def test_full_queue_drops_are_counted_not_silent(redis_client: redis.Redis) -> N
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
     writer = ReplayWriter(dead, KEY, COUNTER, capacity=100, batch_size=4, queue_size=10)
     codec = TransitionCodec()
-    started = time.monotonic()
-    for step in range(100):
-        writer.add(codec.encode(vector_transition("a", step)))
-    assert time.monotonic() - started < 1.0
+    entries = [codec.encode(vector_transition("a", step)) for step in range(100)]
+
+    def add_all() -> None:
+        for entry in entries:
+            writer.add(entry)
+
+    # Nothing leaves the queue while Redis is dead: a blocking add would never return.
+    finishes(add_all)
+    # The writer thread holds at most one batch (4) it keeps retrying, the queue 10: the rest
+    # overflowed at once, counted by add() itself.
+    assert 100 - 10 - 4 <= writer.dropped <= 100 - 10
     deadline = time.monotonic() + 20
     while writer.push_errors == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
