@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from hive_runs import EvalPoint, eval_curve, first_reaching, read_log, run_hive, spread
 from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
+from borg_game.ddqn import linear_schedule
 from borg_game.settings import ENV_PRESETS
 
 SOLVED = 475.0
@@ -48,6 +49,8 @@ PRESET = ENV_PRESETS["CartPole-v1"]
 # What --set may change: the learning settings SB3's DQN has too, so both stay configured alike.
 TUNABLE = (
     "learning_rate",
+    "learning_rate_end",
+    "learning_rate_decay_steps",
     "batch_size",
     "learning_starts",
     "train_frequency",
@@ -177,11 +180,21 @@ def sb3_worker(args: argparse.Namespace) -> int:
                 self.log.write(json.dumps(record) + "\n")
             return True
 
-    preset = {"tau": 1.0, **PRESET, **parse_overrides(args.set)}
+    constant_rate = {"learning_rate_end": 0.0, "learning_rate_decay_steps": 0}  # the agents' defaults
+    preset = {"tau": 1.0, **constant_rate, **PRESET, **parse_overrides(args.set)}
+
+    def learning_rate(progress_remaining: float) -> float:
+        """The agents' learning rate at SB3's step (SB3 passes 1 - step / total_timesteps)."""
+        if preset["learning_rate_decay_steps"] == 0:
+            return float(preset["learning_rate"])
+        step = round((1.0 - progress_remaining) * args.steps_per_agent)
+        start, end = preset["learning_rate"], preset["learning_rate_end"]
+        return float(linear_schedule(step, start, end, preset["learning_rate_decay_steps"]))
+
     model = DQN(
         "MlpPolicy",
         gym.make("CartPole-v1"),
-        learning_rate=preset["learning_rate"],
+        learning_rate=learning_rate,
         batch_size=preset["batch_size"],
         buffer_size=REPLAY_CAPACITY,
         learning_starts=preset["learning_starts"],

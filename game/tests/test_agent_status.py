@@ -15,7 +15,7 @@ from borg_game.redis_server import EmbeddedRedis
 from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import Settings, load_settings
 from borg_game.status import AgentPhase, AgentStatus, StatusBoard, read_statuses
-from borg_game.telemetry import EvalRecord, TrainingLog
+from borg_game.telemetry import EvalRecord, TrainingLog, TrainRecord
 
 
 def cartpole_settings(redis_url: str, tmp_path: Path, **config: str) -> Settings:
@@ -91,6 +91,40 @@ def test_agent_reports_filling_then_learning_and_its_evaluations(
     assert all(status.total_steps == 700 and status.learning_starts == 300 for status in recorder.statuses)
     assert recorder.statuses[-1].steps_per_second > 0
     assert read_statuses(redis_client, "status-test") == [recorder.statuses[-1]]
+
+
+class TrainRecorder(AgentCallback):
+    def __init__(self) -> None:
+        self.records: list[TrainRecord] = []
+
+    def on_train(self, record: TrainRecord) -> None:
+        self.records.append(record)
+
+
+def test_train_records_carry_the_learning_rate_of_its_linear_decay(
+    tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    settings = cartpole_settings(
+        redis_server.url,
+        tmp_path,
+        total_steps="700",
+        learning_starts="100",
+        train_frequency="1",
+        gradient_steps="1",
+        train_log_interval="25",
+        learning_rate="0.001",
+        learning_rate_end="0.0001",
+        learning_rate_decay_steps="400",
+        eval_interval="0",
+    )
+    recorder = TrainRecorder()
+    run_cartpole_agent(settings, redis_client, [recorder], threading.Event())
+
+    steps = [record.agent_step for record in recorder.records]
+    assert min(steps) < 400 < max(steps), steps  # records from the decay and from after it
+    for record in recorder.records:
+        expected = 1e-3 + min(1.0, record.agent_step / 400) * (1e-4 - 1e-3)
+        assert record.learning_rate == pytest.approx(expected), record.agent_step
 
 
 class StopWhenEvaluating(AgentCallback):

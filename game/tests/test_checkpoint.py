@@ -21,7 +21,7 @@ from borg_game.checkpoint import (
     prune_checkpoints,
     prune_stale_agents,
 )
-from borg_game.ddqn import linear_epsilon
+from borg_game.ddqn import linear_schedule
 from borg_game.learner import DoubleDQNLearner
 from borg_game.redis_server import EmbeddedRedis
 from tests.conftest import spawn_agent
@@ -177,7 +177,8 @@ def test_save_then_resume_restores_counters_epsilon_weights_and_optimizer(tmp_pa
         trained.update(fixed_batch())  # Adam's moments and step counts: state worth restoring
     trained.update_target()
     state = AgentState(step=1_234, episode=7, updates=5, best_eval=42.5)
-    epsilon = linear_epsilon(state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps)
+    schedule = (settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps)
+    epsilon = linear_schedule(state.step, *schedule)
     Checkpointer(settings, "agent-0", compatibility).save(trained, state, epsilon)
 
     torch.manual_seed(2)
@@ -187,9 +188,7 @@ def test_save_then_resume_restores_counters_epsilon_weights_and_optimizer(tmp_pa
     assert resumed == state
     saved = load_newest(env_model_store(tmp_path, settings.env_id), compatibility)
     assert saved is not None and saved["epsilon"] == epsilon
-    assert linear_epsilon(resumed.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps) == (
-        epsilon
-    )
+    assert linear_schedule(resumed.step, *schedule) == epsilon
     for network in ("q_network", "target_network"):
         before, after = getattr(trained, network).state_dict(), getattr(fresh, network).state_dict()
         assert all(torch.equal(before[name], after[name]) for name in before), network

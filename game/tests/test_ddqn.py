@@ -7,7 +7,7 @@ from borg_game.ddqn import (
     ape_x_epsilon,
     ape_x_wrap_warning,
     double_dqn_targets,
-    linear_epsilon,
+    linear_schedule,
     td_loss,
     weighted_td_loss,
 )
@@ -67,10 +67,10 @@ def test_weighted_td_loss_with_unit_weights_is_td_loss() -> None:
     assert loss.item() == pytest.approx(td_loss(q_values, actions, targets).item())
 
 
-def test_linear_epsilon_schedule() -> None:
-    assert linear_epsilon(0, 1.0, 0.1, 100) == pytest.approx(1.0)
-    assert linear_epsilon(50, 1.0, 0.1, 100) == pytest.approx(0.55)
-    assert linear_epsilon(10_000, 1.0, 0.1, 100) == pytest.approx(0.1)
+def test_linear_schedule() -> None:
+    assert linear_schedule(0, 1.0, 0.1, 100) == pytest.approx(1.0)
+    assert linear_schedule(50, 1.0, 0.1, 100) == pytest.approx(0.55)
+    assert linear_schedule(10_000, 1.0, 0.1, 100) == pytest.approx(0.1)
 
 
 def test_ape_x_epsilons_span_base_to_base_to_the_one_plus_alpha() -> None:

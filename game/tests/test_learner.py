@@ -72,6 +72,20 @@ def test_updates_leave_the_target_network_alone_until_the_target_update() -> Non
     assert all(torch.equal(target, q) for target, q in zip(parameters(learner.target_network), online, strict=True))
 
 
+def test_the_learning_rate_set_is_the_step_size_of_the_next_updates() -> None:
+    learner, batch = make_learner(), fixed_batch()
+    learner.update(batch)  # Adam's moments are not zero: a zero step below is the rate's doing
+    learner.set_learning_rate(0.0)
+    before = parameters(learner.q_network)
+    learner.update(batch)
+    assert all(torch.equal(old, new) for old, new in zip(before, parameters(learner.q_network), strict=True))
+    learner.set_learning_rate(1e-3)
+    learner.update(batch)
+    moved = [(new - old).abs().max().item() for old, new in zip(before, parameters(learner.q_network), strict=True)]
+    # Adam's first steps are about the learning rate in size, whatever the gradient's scale.
+    assert 1e-4 < max(moved) < 1e-2
+
+
 @pytest.mark.parametrize("tau", [0.005, 0.5])
 def test_a_soft_target_update_moves_the_target_by_exactly_tau(tau: float) -> None:
     learner, batch = make_learner(tau=str(tau)), fixed_batch()

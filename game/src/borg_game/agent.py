@@ -25,7 +25,7 @@ from loguru import logger
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import ObservationSpec, Transition
-from borg_game.ddqn import ape_x_epsilon, ape_x_wrap_warning, linear_epsilon
+from borg_game.ddqn import ape_x_epsilon, ape_x_wrap_warning, linear_schedule
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
@@ -167,8 +167,17 @@ class Agent:
             return ape_x_epsilon(
                 settings.agent_index or 0, settings.hive_size, settings.ape_x_epsilon, settings.ape_x_alpha
             )
-        return linear_epsilon(
+        return linear_schedule(
             self.state.step, settings.epsilon_start, settings.epsilon_end, settings.epsilon_decay_steps
+        )
+
+    def learning_rate(self) -> float:
+        """The learning rate at the current step: constant, or decaying by CONFIG_learning_rate_decay_steps."""
+        settings = self.settings
+        if settings.learning_rate_decay_steps == 0:
+            return settings.learning_rate
+        return linear_schedule(
+            self.state.step, settings.learning_rate, settings.learning_rate_end, settings.learning_rate_decay_steps
         )
 
     def act(self, observation: npt.NDArray[Any], epsilon: float) -> int:
@@ -245,6 +254,7 @@ class Agent:
             self.train_rounds += 1
             if priorities is not None:
                 priorities.anneal(step)
+            self.learner.set_learning_rate(self.learning_rate())
             for _ in range(settings.gradient_steps):
                 if self.stop.is_set():  # CartPole's preset makes 128 gradient steps a round
                     break
@@ -271,7 +281,7 @@ class Agent:
             loss=loss,
             mean_q=mean_q,
             grad_norm=grad_norm,
-            learning_rate=self.settings.learning_rate,
+            learning_rate=self.learning_rate(),
             epsilon=self.epsilon(),
             replay_sample_age_seconds=sample_age_seconds,
             replay_size=sampler.size(),

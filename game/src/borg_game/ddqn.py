@@ -49,8 +49,9 @@ def weighted_td_loss(
     return loss, td_errors.detach().abs()
 
 
-def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
-    """Exploration rate decayed linearly from `start` to `end` over `decay_steps`."""
+def linear_schedule(step: int, start: float, end: float, decay_steps: int) -> float:
+    """A value moved linearly from `start` (step 0) to `end` (step `decay_steps`), then held:
+    the exploration rate, the learning rate, prioritized replay's beta."""
     fraction = min(1.0, step / decay_steps)
     return start + fraction * (end - start)
 

@@ -47,6 +47,11 @@ class DoubleDQNLearner:
         self.target_network.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=settings.learning_rate, eps=settings.adam_eps)
 
+    def set_learning_rate(self, rate: float) -> None:
+        """The step size of the next updates (a decaying learning rate sets it every round)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     @torch.inference_mode()  # cheaper than no_grad: no version counters, no autograd bookkeeping
     def greedy_action(self, observation: npt.NDArray[Any]) -> int:
         """argmax_a Q(s, a) of the online network."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from borg_game.ddqn import linear_epsilon
+from borg_game.ddqn import linear_schedule
 from borg_game.sum_tree import SumTree
 
 
@@ -80,7 +80,7 @@ class PrioritizedIndexSampler:
 
     def anneal(self, agent_step: int) -> None:
         """Set beta for `agent_step`: linear from beta_start to 1 over beta_steps."""
-        self.beta = linear_epsilon(agent_step, self.beta_start, 1.0, self.beta_steps)
+        self.beta = linear_schedule(agent_step, self.beta_start, 1.0, self.beta_steps)
 
     def probabilities(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """P(i) of drawing each of `slots`: its priority over the sum of all priorities."""

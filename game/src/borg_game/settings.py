@@ -97,7 +97,13 @@ class Settings(SharedSettings):
     # --- learning --------------------------------------------------------------------
     total_steps: int = Field(5_000_000, ge=1, description="Environment steps this agent plays, then stops.")
     learning: bool = Field(True, description="Train the network (off: play and share only).")
-    learning_rate: float = Field(1e-4, gt=0.0, description="Adam learning rate.")
+    learning_rate: float = Field(1e-4, gt=0.0, description="Adam learning rate (at step 0 when it decays).")
+    learning_rate_end: float = Field(
+        0.0, ge=0.0, description="Adam learning rate at the end of its linear decay (learning_rate_decay_steps)."
+    )
+    learning_rate_decay_steps: int = Field(
+        0, ge=0, description="Agent steps of the learning rate's linear decay to learning_rate_end (0: constant)."
+    )
     adam_eps: float = Field(1.5e-4, gt=0.0, description="Adam epsilon (Dopamine/Rainbow value).")
     gamma: float = Field(0.99, gt=0.0, le=1.0, description="Discount factor.")
     batch_size: int = Field(32, ge=1, description="Transitions per minibatch.")
