@@ -35,7 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from hive_runs import EvalPoint, eval_curve, first_reaching, read_log, run_hive, spread
+from hive_runs import (
+    BenchmarkStoppedError,
+    EvalPoint,
+    child_process,
+    eval_curve,
+    first_reaching,
+    read_log,
+    run_hive,
+    spread,
+    stop_children_on_signal,
+)
 from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
 from borg_game.ddqn import linear_schedule
@@ -140,9 +150,18 @@ def run_sb3(seed: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     command += ["--steps-per-agent", str(args.steps_per_agent), "--eval-interval", str(args.eval_interval)]
     command += ["--eval-episodes", str(args.eval_episodes), "--torch-threads", str(args.torch_threads)]
     command += [f"--set={pair}" for pair in args.set]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=args.run_timeout, check=False)
-    if completed.returncode != 0:
-        print(f"    sb3 seed {seed} exited with {completed.returncode}:\n{completed.stderr[-2000:]}", flush=True)
+    output_path = workdir / "sb3.out"
+    with (
+        output_path.open("wb") as output,
+        child_process(command, f"sb3 seed {seed}", stdout=output, stderr=subprocess.STDOUT) as process,
+    ):
+        try:
+            process.wait(timeout=args.run_timeout)
+        except subprocess.TimeoutExpired:
+            print(f"    sb3 seed {seed}: stopped at --run-timeout ({args.run_timeout:.0f} s)", flush=True)
+    if process.returncode != 0:
+        tail = output_path.read_text(errors="replace")[-2000:]
+        print(f"    sb3 seed {seed} exited with {process.returncode}:\n{tail}", flush=True)
     records = read_log(log)
     return summarize_run("sb3", seed, eval_curve(records, launched_at), time.time() - launched_at)
 
@@ -520,6 +539,16 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str
     print(f"\nresults merged into {args.output}; curves in {args.figure}")
 
 
+def keep_earlier_runs(runs_file: Path) -> None:
+    """Move the runs of an earlier invocation aside (`<name>.<time>.jsonl`), never overwrite them."""
+    if not runs_file.exists() or not runs_file.read_text().strip():
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(runs_file.stat().st_mtime))
+    kept = runs_file.with_name(f"{runs_file.stem}.{stamp}{runs_file.suffix}")
+    runs_file.rename(kept)
+    print(f"the runs of the earlier invocation in {runs_file} are kept in {kept}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every configuration (and SB3) for every seed; print and save the summary, the table and the PNG."""
     args = parse_args(argv)
@@ -541,7 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(config, seed) for seed in seeds for config in grid]  # seeds outermost: a busy spell hits every config
     started = time.time()
     lock = threading.Lock()
+    keep_earlier_runs(args.runs_file)
     args.runs_file.write_text("")  # this benchmark's runs only
+    stop_children_on_signal()
 
     with tempfile.TemporaryDirectory(prefix="borg-bench-learn-") as scratch, LoadSampler() as load:
 
@@ -563,8 +594,17 @@ def main(argv: list[str] | None = None) -> int:
                 runs_file.write(json.dumps(run) + "\n")
             return run
 
-        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-            runs = list(pool.map(run_job, jobs))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+                runs = list(pool.map(run_job, jobs))
+        except BenchmarkStoppedError:
+            finished = len(args.runs_file.read_text().splitlines())
+            print(
+                f"stopped: the {finished} runs that finished are in {args.runs_file} "
+                f"(summarize them with --summarize-only --runs-file {args.runs_file})",
+                file=sys.stderr,
+            )
+            return 130
     extra = {
         "parallel_runs": args.parallel,
         "bench_learn_seconds": time.time() - started,

@@ -15,9 +15,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +50,61 @@ class HiveRun:
     wall_seconds: float
     returncode: int
     stopped_early: bool
+
+
+class BenchmarkStoppedError(Exception):
+    """The benchmark was told to stop (SIGTERM, Ctrl-C): the run in progress is not counted."""
+
+
+# The child processes (hives, SB3 workers) running now, so that a stop reaches them: killed
+# with the default SIGTERM handler, the benchmark would leave its hives playing on as orphans.
+_children: set[subprocess.Popen[bytes]] = set()
+_children_lock = threading.Lock()
+_stop_requested = threading.Event()
+
+
+def stop_children_on_signal() -> None:
+    """From now on SIGTERM and SIGINT stop every child as Ctrl-C stops a hive (its agents write
+    their final checkpoints), and no new one starts: `run_hive` raises BenchmarkStoppedError."""
+
+    def stop(signum: int, _frame: object) -> None:
+        if not _stop_requested.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping the runs in progress", file=sys.stderr, flush=True)
+        _stop_requested.set()
+        with _children_lock:
+            for child in _children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+@contextmanager
+def child_process(command: Sequence[str], label: str, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process that a stop reaches; stopped (SIGINT, then SIGKILL) if still running at the end.
+
+    Raises BenchmarkStoppedError, before starting it or after it ended, once a stop was asked for.
+    """
+    if _stop_requested.is_set():
+        raise BenchmarkStoppedError(f"{label}: not started")
+    process = subprocess.Popen(command, **popen)
+    with _children_lock:
+        _children.add(process)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with _children_lock:
+            _children.discard(process)
+    if _stop_requested.is_set():
+        raise BenchmarkStoppedError(f"{label}: stopped before its end")
 
 
 def config_environment(settings: Mapping[str, object]) -> dict[str, str]:
@@ -111,26 +168,23 @@ def run_hive(
     command = [sys.executable, "-m", "borg_game.hive", "--agents", str(agents), "--progress-interval", "30"]
     launched_at = time.time()
     stopped_early = False
-    with (workdir / "hive.out").open("wb") as output:
-        process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            last_progress = launched_at
-            budget = agents * int(str(settings.get("total_steps", 0)))
-            while process.poll() is None:
-                time.sleep(poll_seconds)
-                records = read_log(log_path)
-                if time.time() - last_progress >= progress_seconds:
-                    last_progress = time.time()
-                    line = progress_line(records, last_progress - launched_at, budget)
-                    print(f"      {label}{' ' if label else ''}{line}", flush=True)
-                if time.time() - launched_at > timeout or (stop_when is not None and stop_when(records)):
-                    stopped_early = True
-                    process.send_signal(signal.SIGINT)
-                    process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    with (
+        (workdir / "hive.out").open("wb") as output,
+        child_process(command, label, cwd=workdir, env=environment, stdout=output, stderr=subprocess.STDOUT) as process,
+    ):
+        last_progress = launched_at
+        budget = agents * int(str(settings.get("total_steps", 0)))
+        while process.poll() is None:
+            time.sleep(poll_seconds)
+            records = read_log(log_path)
+            if time.time() - last_progress >= progress_seconds:
+                last_progress = time.time()
+                line = progress_line(records, last_progress - launched_at, budget)
+                print(f"      {label}{' ' if label else ''}{line}", flush=True)
+            if time.time() - launched_at > timeout or (stop_when is not None and stop_when(records)):
+                stopped_early = True
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=120)
     return HiveRun(read_log(log_path), launched_at, time.time() - launched_at, process.returncode, stopped_early)
 
 

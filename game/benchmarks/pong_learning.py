@@ -26,7 +26,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hive_runs import EvalPoint, HiveRun, Record, epoch_seconds, eval_curve, first_reaching, run_hive
+from hive_runs import (
+    BenchmarkStoppedError,
+    EvalPoint,
+    HiveRun,
+    Record,
+    epoch_seconds,
+    eval_curve,
+    first_reaching,
+    run_hive,
+    stop_children_on_signal,
+)
 from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
 
@@ -133,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             record.get("type") == "eval" and float(record["eval_return_mean"]) >= args.target for record in records
         )
 
-    run = run_hive(args.agents, settings, workdir, timeout=args.minutes * 60, stop_when=reached, poll_seconds=10)
+    stop_children_on_signal()
+    try:
+        run = run_hive(args.agents, settings, workdir, timeout=args.minutes * 60, stop_when=reached, poll_seconds=10)
+    except BenchmarkStoppedError:
+        print(f"stopped: the hive's training log and checkpoints are in {workdir}", file=sys.stderr)
+        return 130
     curve = eval_curve(run.records, run.launched_at)
     episodes = episode_points(run)
     solved = first_reaching(curve, args.target)
