@@ -49,12 +49,18 @@ def run_cartpole_agent(
         memory.writer.close()
 
 
-class StatusRecorder(AgentCallback):
+class Recorder(AgentCallback):
+    """What the agent reported and logged of its training, in order."""
+
     def __init__(self) -> None:
         self.statuses: list[AgentStatus] = []
+        self.train_records: list[TrainRecord] = []
 
     def on_report(self, status: AgentStatus) -> None:
         self.statuses.append(status)
+
+    def on_train(self, record: TrainRecord) -> None:
+        self.train_records.append(record)
 
 
 def test_agent_reports_filling_then_learning_and_its_evaluations(
@@ -72,7 +78,7 @@ def test_agent_reports_filling_then_learning_and_its_evaluations(
         eval_episodes="1",
         status_interval="0.001",
     )
-    recorder = StatusRecorder()
+    recorder = Recorder()
     run_cartpole_agent(
         settings, redis_client, [recorder, StatusBoard(redis_client, settings.run_id, "agent-0")], threading.Event()
     )
@@ -93,14 +99,6 @@ def test_agent_reports_filling_then_learning_and_its_evaluations(
     assert read_statuses(redis_client, "status-test") == [recorder.statuses[-1]]
 
 
-class TrainRecorder(AgentCallback):
-    def __init__(self) -> None:
-        self.records: list[TrainRecord] = []
-
-    def on_train(self, record: TrainRecord) -> None:
-        self.records.append(record)
-
-
 def test_train_records_carry_the_learning_rate_of_its_linear_decay(
     tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
@@ -117,12 +115,12 @@ def test_train_records_carry_the_learning_rate_of_its_linear_decay(
         learning_rate_decay_steps="400",
         eval_interval="0",
     )
-    recorder = TrainRecorder()
+    recorder = Recorder()
     run_cartpole_agent(settings, redis_client, [recorder], threading.Event())
 
-    steps = [record.agent_step for record in recorder.records]
+    steps = [record.agent_step for record in recorder.train_records]
     assert min(steps) < 400 < max(steps), steps  # records from the decay and from after it
-    for record in recorder.records:
+    for record in recorder.train_records:
         expected = 1e-3 + min(1.0, record.agent_step / 400) * (1e-4 - 1e-3)
         assert record.learning_rate == pytest.approx(expected), record.agent_step
 
