@@ -16,6 +16,7 @@ from borg_game.replay_memory import build_replay_memory
 from borg_game.settings import Settings, load_settings
 from borg_game.status import AgentPhase, AgentStatus, StatusBoard, read_statuses
 from borg_game.telemetry import EvalRecord, TrainingLog, TrainRecord
+from tests.test_prioritized_replay import push
 
 
 def cartpole_settings(redis_url: str, tmp_path: Path, **config: str) -> Settings:
@@ -115,6 +116,9 @@ def test_train_records_carry_the_learning_rate_of_its_linear_decay(
         learning_rate_decay_steps="400",
         eval_interval="0",
     )
+    # Transitions of CartPole's shape already in the hive's memory: an update every step from
+    # learning_starts on, however far behind the agent's own writer thread runs.
+    push(redis_client, range(200), key=settings.env_replay_key, counter=settings.env_push_counter_key)
     recorder = Recorder()
     run_cartpole_agent(settings, redis_client, [recorder], threading.Event())
 
