@@ -70,6 +70,7 @@ TUNABLE = (
     "epsilon_decay_steps",
     "epsilon_end",
     "mlp_hidden_sizes",
+    "replay_capacity",
 )
 REPLAY_CAPACITY = 100_000
 GAMMA = 0.99
@@ -200,7 +201,7 @@ def sb3_worker(args: argparse.Namespace) -> int:
             return True
 
     constant_rate = {"learning_rate_end": 0.0, "learning_rate_decay_steps": 0}  # the agents' defaults
-    preset = {"tau": 1.0, **constant_rate, **PRESET, **parse_overrides(args.set)}
+    preset = {"tau": 1.0, "replay_capacity": REPLAY_CAPACITY, **constant_rate, **PRESET, **parse_overrides(args.set)}
 
     def learning_rate(progress_remaining: float) -> float:
         """The agents' learning rate at SB3's step (SB3 passes 1 - step / total_timesteps)."""
@@ -215,7 +216,7 @@ def sb3_worker(args: argparse.Namespace) -> int:
         gym.make("CartPole-v1"),
         learning_rate=learning_rate,
         batch_size=preset["batch_size"],
-        buffer_size=REPLAY_CAPACITY,
+        buffer_size=preset["replay_capacity"],
         learning_starts=preset["learning_starts"],
         gamma=GAMMA,
         tau=preset["tau"],
