@@ -48,7 +48,7 @@ from hive_runs import (
 )
 from machine import REPO_ROOT, RESULTS_FILE, describe_machine, write_results
 
-from borg_game.ddqn import linear_schedule
+from borg_game.ddqn import learning_rate_at
 from borg_game.settings import ENV_PRESETS
 
 SOLVED = 475.0
@@ -205,11 +205,9 @@ def sb3_worker(args: argparse.Namespace) -> int:
 
     def learning_rate(progress_remaining: float) -> float:
         """The agents' learning rate at SB3's step (SB3 passes 1 - step / total_timesteps)."""
-        if preset["learning_rate_decay_steps"] == 0:
-            return float(preset["learning_rate"])
         step = round((1.0 - progress_remaining) * args.steps_per_agent)
         start, end = preset["learning_rate"], preset["learning_rate_end"]
-        return float(linear_schedule(step, start, end, preset["learning_rate_decay_steps"]))
+        return float(learning_rate_at(step, start, end, preset["learning_rate_decay_steps"]))
 
     model = DQN(
         "MlpPolicy",

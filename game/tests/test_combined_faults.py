@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from borg_game.redis_server import EmbeddedRedis
 from tests.conftest import AgentProcess, agent_environment, spawn_agent
+from tests.test_faults import last_agent_step
 
 ENV_ID = "CartPole-v1"
 AGENTS = ("agent-a", "agent-b")
@@ -51,11 +52,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def last_step(path: Path) -> int:
-    """The newest agent step an agent's JSON-lines log has recorded (0 before its first record)."""
-    return max((int(record["agent_step"]) for record in read_jsonl(path)), default=0) if path.exists() else 0
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, alive: list[subprocess.Popen[str]]) -> None:
@@ -199,11 +195,11 @@ def run_the_outage(tmp_path: Path, server: EmbeddedRedis, broker: KafkaBroker) -
         broker_stopping.join(timeout=60)
         assert not broker.is_running(), "the broker did not stop"
         down_started = time.time()
-        steps_at_stop = {name: last_step(log) for name, log in logs.items()}
+        steps_at_stop = {name: last_agent_step(log) for name, log in logs.items()}
         # Play goes on while both are down: the event the outage waits for is each agent's
         # OUTAGE_STEPS more steps (a held-back agent times out here).
         wait_for(
-            lambda: all(last_step(logs[name]) >= steps_at_stop[name] + OUTAGE_STEPS for name in AGENTS),
+            lambda: all(last_agent_step(logs[name]) >= steps_at_stop[name] + OUTAGE_STEPS for name in AGENTS),
             300,
             f"{OUTAGE_STEPS} steps of each agent with Redis and Kafka down",
             processes,

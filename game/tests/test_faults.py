@@ -33,8 +33,14 @@ PUSH_COUNTER_KEY = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, "CartPole-v1")
 
 
 def last_agent_step(log: Path) -> int:
+    """The newest agent step an agent's JSON-lines log has recorded (0 before its first record)."""
     lines = log.read_text().splitlines() if log.exists() else []
-    steps = [json.loads(line)["agent_step"] for line in lines[-50:]]
+    steps = []
+    for line in lines[-50:]:
+        try:
+            steps.append(int(json.loads(line)["agent_step"]))
+        except json.JSONDecodeError:  # a line being written: read complete next time
+            continue
     return max(steps, default=0)
 
 

@@ -25,7 +25,7 @@ from loguru import logger
 from borg_game.callbacks import AgentCallback
 from borg_game.checkpoint import AgentState, Checkpointer, compatibility_of
 from borg_game.codec import ObservationSpec, Transition
-from borg_game.ddqn import ape_x_epsilon, ape_x_wrap_warning, linear_schedule
+from borg_game.ddqn import ape_x_epsilon, ape_x_wrap_warning, learning_rate_at, linear_schedule
 from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
@@ -174,9 +174,7 @@ class Agent:
     def learning_rate(self) -> float:
         """The learning rate at the current step: constant, or decaying by CONFIG_learning_rate_decay_steps."""
         settings = self.settings
-        if settings.learning_rate_decay_steps == 0:
-            return settings.learning_rate
-        return linear_schedule(
+        return learning_rate_at(
             self.state.step, settings.learning_rate, settings.learning_rate_end, settings.learning_rate_decay_steps
         )
 

@@ -56,6 +56,11 @@ def linear_schedule(step: int, start: float, end: float, decay_steps: int) -> fl
     return start + fraction * (end - start)
 
 
+def learning_rate_at(step: int, start: float, end: float, decay_steps: int) -> float:
+    """CONFIG_learning_rate at `step`: `start` throughout when decay_steps is 0, else linear to `end`."""
+    return start if decay_steps == 0 else linear_schedule(step, start, end, decay_steps)
+
+
 def ape_x_epsilon(agent_index: int, hive_size: int, base: float = 0.4, alpha: float = 7.0) -> float:
     """Agent i of N's constant exploration rate in Ape-X (Horgan et al., 2018): base ** (1 + alpha * i / (N - 1)).
 
