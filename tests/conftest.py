@@ -27,7 +27,7 @@ from borg_game.redis_server import EmbeddedRedis
 from borg_harness.compose import compose_config
 from borg_harness.kafka_broker import KafkaBroker
 from borg_harness.search_server import SearchServer
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from dotenv import dotenv_values
 
 from http_stand_in import RecordedRequest, stand_in
@@ -312,48 +312,66 @@ def consume_records(
     timeout: float,
     until: Callable[[list[KafkaRecord]], bool] | None = None,
 ) -> list[KafkaRecord]:
-    """Every message of `topics` from the beginning, until each partition's end is reached,
-    at least `minimum[topic]` messages of each topic were read, and `until` (if given) holds
-    for the messages read."""
+    """Every message of `topics` from the beginning, read until the reader has caught up with
+    the end of every partition, at least `minimum[topic]` messages of each topic were read, and
+    `until` (if given) holds for the messages read.
+
+    "Caught up" is measured against the broker's high watermarks, asked again each time the
+    reader reaches the last ones it knew. End-of-partition events would not do: librdkafka
+    emits one only after an empty fetch, and a producer that writes more often than the fetch
+    wait (500 ms) leaves no fetch empty, so a reader of a running monitor might never see one.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
             "group.id": f"stack-test-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "enable.partition.eof": True,
             "log_level": 3,
         }
     )
-    consumer.subscribe(topics)
-    records: list[KafkaRecord] = []
-    at_end: set[tuple[str, int]] = set()
     deadline = time.monotonic() + timeout
+    records: list[KafkaRecord] = []
     try:
+        partitions = _topic_partitions(consumer, topics, deadline)
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in partitions])
+        next_offsets = {key: _watermarks(consumer, key)[0] for key in partitions}
+        known_ends = {key: _watermarks(consumer, key)[1] for key in partitions}
         while time.monotonic() < deadline:
+            if all(next_offsets[key] >= known_ends[key] for key in partitions):
+                counts = {topic: sum(record.topic == topic for record in records) for topic in topics}
+                if all(counts[t] >= minimum.get(t, 1) for t in topics) and (until is None or until(records)):
+                    return records
+                known_ends = {key: _watermarks(consumer, key)[1] for key in partitions}
             message = consumer.poll(0.5)
-            if message is not None:
-                error = message.error()
-                topic, partition = message.topic(), message.partition()
-                assert topic is not None and partition is not None
-                if error is not None:
-                    assert error.code() == KafkaError._PARTITION_EOF, error
-                    at_end.add((topic, partition))
-                else:
-                    at_end.discard((topic, partition))
-                    offset, value, (_, timestamp) = message.offset(), message.value(), message.timestamp()
-                    assert offset is not None and value is not None
-                    records.append(KafkaRecord(topic, partition, offset, timestamp, value))
-            counts = {topic: sum(record.topic == topic for record in records) for topic in topics}
-            if (
-                {topic for topic, _ in at_end} >= set(topics)
-                and all(counts[t] >= minimum.get(t, 1) for t in topics)
-                and (until is None or until(records))
-            ):
-                return records
+            if message is None:
+                continue
+            error = message.error()
+            assert error is None, error
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            value, (_, timestamp) = message.value(), message.timestamp()
+            assert topic is not None and partition is not None and offset is not None and value is not None
+            records.append(KafkaRecord(topic, partition, offset, timestamp, value))
+            next_offsets[topic, partition] = offset + 1
         raise AssertionError(f"consuming {topics} timed out after {timeout}s; read {len(records)} messages")
     finally:
         consumer.close()
+
+
+def _topic_partitions(consumer: Consumer, topics: list[str], deadline: float) -> list[tuple[str, int]]:
+    """Every (topic, partition) of `topics`, waiting for topics not created yet."""
+    while True:
+        metadata = consumer.list_topics(timeout=10).topics
+        missing = [topic for topic in topics if topic not in metadata or not metadata[topic].partitions]
+        if not missing:
+            return [(topic, partition) for topic in topics for partition in sorted(metadata[topic].partitions)]
+        assert time.monotonic() < deadline, f"topics {missing} do not exist"
+        time.sleep(0.5)
+
+
+def _watermarks(consumer: Consumer, key: tuple[str, int]) -> tuple[int, int]:
+    """The partition's (first, next) offsets as the broker has them now."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10, cached=False)
+    return int(low), int(high)
 
 
 def monitor_acl(model: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -424,13 +442,19 @@ def produce_stack_messages(workdir: Path, pipeline: Pipeline, model: dict[str, A
             # Wait for the monitor's reading of the final state: the push counter the agents left.
             counter_key = env_scoped_key(DEFAULT_PUSH_COUNTER_KEY, str(AGENT_SETTINGS["env_id"]))
             final_pushes = int(admin.get(counter_key) or 0)
-            consume_records(
-                broker.bootstrap_servers,
-                ["memory_monitoring"],
-                {},
-                timeout=120,
-                until=lambda read: any(json.loads(r.value)["push_counter"] == final_pushes for r in read),
-            )
+            counters_read: list[int] = []
+
+            def final_reading(read: list[KafkaRecord]) -> bool:
+                counters_read[:] = [json.loads(record.value)["push_counter"] for record in read]
+                return final_pushes in counters_read
+
+            try:
+                consume_records(broker.bootstrap_servers, ["memory_monitoring"], {}, timeout=120, until=final_reading)
+            except AssertionError as error:
+                raise AssertionError(
+                    f"{error}: none with the final push counter {final_pushes} (the last ones: {counters_read[-5:]});"
+                    f" monitor log: {(workdir / 'monitor.log').read_text()[-2000:]}"
+                ) from error
         finally:
             for process in (*agents, monitor):
                 if process.poll() is None:
