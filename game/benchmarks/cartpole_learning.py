@@ -71,6 +71,7 @@ TUNABLE = (
     "epsilon_end",
     "mlp_hidden_sizes",
     "replay_capacity",
+    "n_step",
 )
 REPLAY_CAPACITY = 100_000
 GAMMA = 0.99
@@ -200,8 +201,8 @@ def sb3_worker(args: argparse.Namespace) -> int:
                 self.log.write(json.dumps(record) + "\n")
             return True
 
-    constant_rate = {"learning_rate_end": 0.0, "learning_rate_decay_steps": 0}  # the agents' defaults
-    preset = {"tau": 1.0, "replay_capacity": REPLAY_CAPACITY, **constant_rate, **PRESET, **parse_overrides(args.set)}
+    agent_defaults = {"tau": 1.0, "n_step": 1, "learning_rate_end": 0.0, "learning_rate_decay_steps": 0}
+    preset = {**agent_defaults, "replay_capacity": REPLAY_CAPACITY, **PRESET, **parse_overrides(args.set)}
 
     def learning_rate(progress_remaining: float) -> float:
         """The agents' learning rate at SB3's step (SB3 passes 1 - step / total_timesteps)."""
@@ -221,6 +222,7 @@ def sb3_worker(args: argparse.Namespace) -> int:
         target_update_interval=preset["target_update_interval"],
         train_freq=preset["train_frequency"],
         gradient_steps=preset["gradient_steps"],
+        n_steps=preset["n_step"],
         # the same decay steps at any budget, as the agents have
         exploration_fraction=min(1.0, preset["epsilon_decay_steps"] / args.steps_per_agent),
         exploration_final_eps=preset["epsilon_end"],

@@ -132,7 +132,9 @@ def test_stored_columns_keep_the_entries_of_one_spec_in_order_and_skip_the_rest(
         b"\x00\x01garbage",  # undecodable: skipped, and it fixes no spec
         codec.encode(Transition(stacks[0][0], 2, 1.0, stacks[0][1], False, False, timestamp_ns=10)),
         codec.encode(Transition(vector, 1, 0.0, vector, True, False)),  # another observation spec
-        codec.encode(Transition(stacks[1][0], 5, -1.0, stacks[1][1], True, False, timestamp_ns=11)),
+        codec.encode(
+            Transition(stacks[1][0], 5, -1.0, stacks[1][1], True, False, timestamp_ns=11, later_rewards=(0.5, 1.0))
+        ),
         codec.encode(Transition(stacks[2][0], 0, 0.5, stacks[2][1], False, True, timestamp_ns=12)),
     ]
     skipped: list[CorruptTransitionError] = []
@@ -143,16 +145,18 @@ def test_stored_columns_keep_the_entries_of_one_spec_in_order_and_skip_the_rest(
     assert len(skipped) == 2 and "differs" in str(skipped[1])
     assert (columns.actions, columns.rewards, columns.terminated) == ([2, 5, 0], [1.0, -1.0, 0.5], [False, True, False])
     assert columns.timestamps_ns == [10, 11, 12]
+    assert columns.later_rewards == [(), (0.5, 1.0), ()]
     states, next_states = np.empty((3, 4, 84, 84), np.uint8), np.empty((3, 4, 84, 84), np.uint8)
     codec.fill_rows(columns.compressions, columns.layouts, columns.state_blobs, columns.next_blobs, states, next_states)
     for row, (state, next_state) in enumerate(stacks):
         assert np.array_equal(states[row], state) and np.array_equal(next_states[row], next_state)
     newest = columns.newest(2)
     assert newest.actions == [5, 0] and newest.state_blobs == columns.state_blobs[1:]
+    assert newest.later_rewards == [(0.5, 1.0), ()]
 
     # A spec given up front: entries of any other are skipped, even the first one.
     assert codec.stored_columns(entries[1:2], ObservationSpec((4,), np.dtype(np.float32)), skipped.append) == (
-        StoredColumns(ObservationSpec((4,), np.dtype(np.float32)), [], [], [], [], [], [], [], [])
+        StoredColumns(ObservationSpec((4,), np.dtype(np.float32)), [], [], [], [], [], [], [], [], [])
     )
     assert len(skipped) == 3
     assert codec.stored_columns(entries[:1], None, skipped.append) is None

@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -94,7 +95,13 @@ def test_list_never_exceeds_capacity(redis_client: redis.Redis) -> None:
 
 def test_agent_b_samples_what_agent_a_pushed_bit_exact(redis_client: redis.Redis) -> None:
     codec = TransitionCodec()
-    pushed = {transition.step: transition for transition in frame_stack_transitions(36)}
+    # Every third one an n-step transition, spanning 2 or 3 steps.
+    pushed = {
+        transition.step: replace(transition, later_rewards=(0.5, -1.0)[: 1 + transition.step % 2])
+        if transition.step % 3 == 0
+        else transition
+        for transition in frame_stack_transitions(36)
+    }
     writer_a = ReplayWriter(redis_client, KEY, COUNTER, capacity=1000)
     for transition in pushed.values():
         writer_a.add(codec.encode(transition))
@@ -114,6 +121,9 @@ def test_agent_b_samples_what_agent_a_pushed_bit_exact(redis_client: redis.Redis
             assert np.array_equal(batch.observations[row], original.state)
             assert np.array_equal(batch.next_observations[row], original.next_state)
             assert batch.actions[row] == original.action and batch.rewards[row] == original.reward
+            assert batch.later_rewards is not None and batch.spans is not None
+            later = tuple(batch.later_rewards[row, : batch.spans[row] - 1].tolist())
+            assert later == original.later_rewards and not batch.later_rewards[row, batch.spans[row] - 1 :].any()
 
 
 def _url(client: redis.Redis) -> str:

@@ -30,6 +30,7 @@ from borg_game.envs import make_env
 from borg_game.eval_videos import EvaluationVideos
 from borg_game.evaluation import evaluate
 from borg_game.learner import DoubleDQNLearner, select_device
+from borg_game.n_step import NStepFolder
 from borg_game.prioritized import PrioritizedIndexSampler
 from borg_game.replay import ReplaySampler
 from borg_game.replay_writer import ReplayWriter
@@ -140,6 +141,7 @@ class Agent:
             steps=self.state.step, episodes=self.state.episode, updates=self.state.updates, last_eval=None
         )
         self.recent_returns: deque[float] = deque(maxlen=100)
+        self.n_step = NStepFolder(settings.n_step)
         self.train_rounds = 0
         self.last_report = 0.0
         self.step_rate = WindowedRate(RATE_WINDOW_SECONDS)
@@ -193,7 +195,8 @@ class Agent:
         terminated: bool,
         truncated: bool,
     ) -> None:
-        """Queue the transition for the hive's memory (the writer thread encodes it); count the step."""
+        """Queue the step's transition for the hive's memory (the writer thread encodes it), folded
+        into n-step transitions when CONFIG_n_step > 1; count the step."""
         transition = Transition(
             state=observation,
             action=action,
@@ -206,7 +209,8 @@ class Agent:
             step=self.state.step,
             timestamp_ns=time.time_ns(),
         )
-        self.services.writer.add_transition(transition)
+        for folded in self.n_step.add(transition):
+            self.services.writer.add_transition(folded)
         self.state.step += 1
 
     def end_episode(self, info: dict[str, Any], epsilon: float) -> None:
@@ -404,7 +408,10 @@ class Agent:
         )
 
     def finish(self) -> RunResult:
-        """Always leave a checkpoint of where we are; close the envs; the run's result."""
+        """Share the steps still held for n-step transitions; always leave a checkpoint of where
+        we are; close the envs; the run's result."""
+        for folded in self.n_step.flush():
+            self.services.writer.add_transition(folded)
         self.checkpoint(force=True)
         logger.info("checkpoint written to {} at step {}", self.result.checkpoint, self.state.step)
         self.env.close()

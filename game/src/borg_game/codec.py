@@ -2,7 +2,8 @@
 
 Observations are compressed with zstd. For frame stacks (Atari) the next observation is
 `state[1:]` plus one new frame, so only that frame is stored: a Pong transition costs a few
-hundred bytes instead of the 2 x 28 KB of raw stacks.
+hundred bytes instead of the 2 x 28 KB of raw stacks. An n-step transition's next observation
+is n frames on and shares fewer frames with its state, so it is stored whole.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class Transition:
     episode: int = 0
     step: int = 0
     timestamp_ns: int = 0
+    # The raw rewards of the steps after this one that an n-step transition spans; next_state
+    # then follows the last of them. Empty: a one-step transition.
+    later_rewards: tuple[float, ...] = ()
+
+    @property
+    def span(self) -> int:
+        """Steps the transition spans: 1 + its later rewards."""
+        return 1 + len(self.later_rewards)
 
 
 @dataclass(slots=True)
@@ -70,6 +79,7 @@ class StoredColumns:
     next_blobs: list[bytes]
     actions: list[int]
     rewards: list[float]
+    later_rewards: list[tuple[float, ...]]
     terminated: list[bool]
     timestamps_ns: list[int]
 
@@ -89,6 +99,7 @@ class StoredColumns:
             self.next_blobs[skip:],
             self.actions[skip:],
             self.rewards[skip:],
+            self.later_rewards[skip:],
             self.terminated[skip:],
             self.timestamps_ns[skip:],
         )
@@ -127,6 +138,7 @@ class TransitionCodec:
             episode=transition.episode,
             step=transition.step,
             timestamp_ns=transition.timestamp_ns,
+            later_rewards=transition.later_rewards,
         )
         if _is_stack_append(state, next_state):
             message.next_state_layout = pb.NEXT_STATE_LAYOUT_STACK_APPEND
@@ -161,6 +173,7 @@ class TransitionCodec:
         next_blobs: list[bytes] = []
         actions: list[int] = []
         rewards: list[float] = []
+        later_rewards: list[tuple[float, ...]] = []
         terminated: list[bool] = []
         timestamps_ns: list[int] = []
         # The (dtype, shape, layout) last found to be `spec`: nearly every entry repeats it, and
@@ -187,12 +200,23 @@ class TransitionCodec:
             next_blobs.append(message.next_state)
             actions.append(message.action)
             rewards.append(message.reward)
+            later = message.later_rewards
+            later_rewards.append(tuple(later) if later else ())  # copied: the message is reused
             terminated.append(message.terminated)
             timestamps_ns.append(message.timestamp_ns)
         if spec is None:
             return None
         return StoredColumns(
-            spec, compressions, layouts, state_blobs, next_blobs, actions, rewards, terminated, timestamps_ns
+            spec,
+            compressions,
+            layouts,
+            state_blobs,
+            next_blobs,
+            actions,
+            rewards,
+            later_rewards,
+            terminated,
+            timestamps_ns,
         )
 
     def decode(self, data: bytes) -> Transition:
@@ -213,6 +237,7 @@ class TransitionCodec:
             episode=message.episode,
             step=message.step,
             timestamp_ns=message.timestamp_ns,
+            later_rewards=tuple(message.later_rewards),
         )
 
     def spec(self, message: pb.Transition) -> ObservationSpec:

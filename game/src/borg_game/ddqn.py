@@ -11,18 +11,33 @@ def double_dqn_targets(
     terminated: torch.Tensor,
     next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
 ) -> torch.Tensor:
     """TD targets of Double DQN (van Hasselt et al., 2016).
 
     The online network picks the greedy next action, the target network values it: this
     decoupling removes the overestimation of max over noisy target-network values (plain
-    DQN would use `next_q_target.max(1)`).
+    DQN would use `next_q_target.max(1)`). For n-step transitions `rewards` are their
+    returns and `gamma` each row's gamma ** span (`n_step_returns`).
     """
     greedy_next_actions = next_q_online.argmax(dim=1, keepdim=True)
     next_values = next_q_target.gather(1, greedy_next_actions).squeeze(1)
     # A terminal next state has no future: only the reward counts.
     return rewards + gamma * (1.0 - terminated) * next_values
+
+
+def n_step_returns(
+    rewards: torch.Tensor, later_rewards: torch.Tensor, spans: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's n-step return r_0 + gamma r_1 + ... + gamma^(n-1) r_(n-1) and the discount
+    gamma^n of its next state's value (Sutton 1988; Rainbow and Ape-X use n = 3).
+
+    `later_rewards` is zero-padded past each row's span, so padding adds nothing to the sum;
+    rewards are used as given (clip them first).
+    """
+    powers = gamma ** torch.arange(1, later_rewards.shape[1] + 1, dtype=rewards.dtype, device=rewards.device)
+    returns = rewards + later_rewards @ powers
+    return returns, gamma ** spans.to(rewards.dtype)
 
 
 def taken_action_values(q_values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

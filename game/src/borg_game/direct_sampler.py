@@ -10,7 +10,7 @@ import redis
 from borg_common.throttle import ThrottledLog
 
 from borg_game.codec import CorruptTransitionError, ObservationSpec, TransitionCodec
-from borg_game.replay import ReplayBatch
+from borg_game.replay import ReplayBatch, padded_later_rewards
 
 
 class _BatchAssembler:
@@ -36,6 +36,7 @@ class _BatchAssembler:
                 self._skipped.warning("skipped a corrupt replay entry ({} so far): {}", self.corrupt, error)
         if not decoded:
             return None
+        n_step = padded_later_rewards([item.later_rewards for item in decoded])
         return ReplayBatch(
             observations=np.stack([item.state for item in decoded]),
             actions=np.fromiter((item.action for item in decoded), dtype=np.int64, count=len(decoded)),
@@ -43,6 +44,8 @@ class _BatchAssembler:
             next_observations=np.stack([item.next_state for item in decoded]),
             terminated=np.fromiter((item.terminated for item in decoded), dtype=np.float32, count=len(decoded)),
             timestamps_ns=np.fromiter((item.timestamp_ns for item in decoded), dtype=np.int64, count=len(decoded)),
+            later_rewards=None if n_step is None else n_step[0],
+            spans=None if n_step is None else n_step[1],
         )
 
 

@@ -10,7 +10,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from borg_game.ddqn import double_dqn_targets, td_loss, weighted_td_loss
+from borg_game.ddqn import double_dqn_targets, n_step_returns, td_loss, weighted_td_loss
 from borg_game.networks import build_q_network
 from borg_game.replay import ReplayBatch
 from borg_game.settings import Settings
@@ -67,6 +67,14 @@ class DoubleDQNLearner:
         rewards = torch.as_tensor(batch.rewards, device=device)
         if self.settings.clip_rewards:
             rewards = rewards.sign()  # learning sees sign(r); logged returns stay the real score
+        discounts: float | torch.Tensor = self.settings.gamma
+        if batch.later_rewards is not None and batch.spans is not None:
+            later_rewards = torch.as_tensor(batch.later_rewards, device=device)
+            if self.settings.clip_rewards:
+                later_rewards = later_rewards.sign()  # step by step, as a one-step learner would
+            rewards, discounts = n_step_returns(
+                rewards, later_rewards, torch.as_tensor(batch.spans, device=device), self.settings.gamma
+            )
         terminated = torch.as_tensor(batch.terminated, device=device)
         with torch.no_grad():
             # Online net chooses a' on s', target net evaluates it: the Double DQN target.
@@ -75,7 +83,7 @@ class DoubleDQNLearner:
                 terminated,
                 next_q_online=self.q_network(next_observations),
                 next_q_target=self.target_network(next_observations),
-                gamma=self.settings.gamma,
+                gamma=discounts,
             )
         q_values = self.q_network(observations)
         td_errors = None

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from borg_game.codec import ObservationSpec, StoredColumns, TransitionCodec
-from borg_game.replay import ReplayBatch
+from borg_game.replay import ReplayBatch, padded_later_rewards
 
 
 class IndexSampler(Protocol):
@@ -58,6 +58,9 @@ class MirrorStore:
         self.cursor = 0
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
+        # n-step transitions' later rewards, zero-padded; no columns until a pull brings one.
+        self.later_rewards = np.zeros((capacity, 0), dtype=np.float32)
+        self.spans = np.ones(capacity, dtype=np.int64)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.timestamps_ns = np.zeros(capacity, dtype=np.int64)
         self.dense = spec.nbytes <= self.DENSE_LIMIT_BYTES
@@ -104,11 +107,28 @@ class MirrorStore:
             self.layouts[slots] = columns.layouts
         self.actions[slots] = columns.actions
         self.rewards[slots] = columns.rewards
+        self._extend_later_rewards(slots, columns.later_rewards)
         self.terminated[slots] = columns.terminated
         self.timestamps_ns[slots] = columns.timestamps_ns
         self.cursor = (first + count) % self.capacity
         self.size = min(self.size + count, self.capacity)
         return first
+
+    def _extend_later_rewards(self, slots: npt.NDArray[np.int64], rows: list[tuple[float, ...]]) -> None:
+        n_step = padded_later_rewards(rows)
+        if n_step is None:
+            if self.later_rewards.shape[1]:  # one-step rows over slots that held n-step ones
+                self.later_rewards[slots] = 0.0
+                self.spans[slots] = 1
+            return
+        padded, spans = n_step
+        if padded.shape[1] > self.later_rewards.shape[1]:  # a longer span than any before: widen once
+            widened = np.zeros((self.capacity, padded.shape[1]), dtype=np.float32)
+            widened[:, : self.later_rewards.shape[1]] = self.later_rewards
+            self.later_rewards = widened
+        self.later_rewards[slots] = 0.0
+        self.later_rewards[slots, : padded.shape[1]] = padded
+        self.spans[slots] = spans
 
     def gather(self, indices: npt.NDArray[np.int64], codec: TransitionCodec) -> ReplayBatch:
         """The batch of rows `indices`, observations decompressed straight into it when stored compressed."""
@@ -135,4 +155,6 @@ class MirrorStore:
             terminated=self.terminated[indices],
             timestamps_ns=self.timestamps_ns[indices],
             indices=indices,
+            later_rewards=self.later_rewards[indices] if self.later_rewards.shape[1] else None,
+            spans=self.spans[indices] if self.later_rewards.shape[1] else None,
         )

@@ -17,6 +17,7 @@ Write side: `replay_writer.ReplayWriter` pushes from a background thread. Sample
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -38,6 +39,27 @@ class ReplayBatch(NamedTuple):
     indices: npt.NDArray[np.int64] | None = None
     # Importance-sampling weights of prioritized draws, one per row; None: all rows weigh the same.
     weights: npt.NDArray[np.float32] | None = None
+    # n-step transitions: each row's later raw rewards, zero-padded to the longest span among the
+    # rows, and its span (1 + its later rewards). None: every row spans one step.
+    later_rewards: npt.NDArray[np.float32] | None = None
+    spans: npt.NDArray[np.int64] | None = None
+
+
+def padded_later_rewards(
+    rows: Sequence[tuple[float, ...]],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None:
+    """The later rewards of `rows` as a zero-padded [rows, longest] array, and each row's span;
+    None when every row spans one step (the common case, left at no cost)."""
+    width = max((len(rewards) for rewards in rows), default=0)
+    if width == 0:
+        return None
+    padded = np.zeros((len(rows), width), dtype=np.float32)
+    spans = np.ones(len(rows), dtype=np.int64)
+    for row, rewards in enumerate(rows):
+        if rewards:
+            padded[row, : len(rewards)] = rewards
+            spans[row] += len(rewards)
+    return padded, spans
 
 
 class ReplaySampler(Protocol):

@@ -106,6 +106,12 @@ class Settings(SharedSettings):
     )
     adam_eps: float = Field(1.5e-4, gt=0.0, description="Adam epsilon (Dopamine/Rainbow value).")
     gamma: float = Field(0.99, gt=0.0, le=1.0, description="Discount factor.")
+    n_step: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="Steps each pushed transition spans (n-step returns; Ape-X and Rainbow: 3). 1: one step.",
+    )
     batch_size: int = Field(32, ge=1, description="Transitions per minibatch.")
     learning_starts: int = Field(10_000, ge=0, description="Agent steps played before the first update.")
     train_frequency: int = Field(4, ge=1, description="Agent steps between two training rounds.")
