@@ -105,6 +105,18 @@ def test_later_rewards_survive_the_codec() -> None:
     assert codec.decode(codec.encode(step(0, 1.0))).later_rewards == ()
 
 
+def test_an_entry_whose_span_and_later_rewards_disagree_is_corrupt() -> None:
+    codec = TransitionCodec()
+    message = codec.parse(codec.encode(replace(step(0, 1.0), later_rewards=(2.0, 3.0))))
+    assert message.span == 3
+    message.span = 2
+    with pytest.raises(CorruptTransitionError, match="span 2 with 2 later rewards"):
+        codec.decode(message.SerializeToString())
+    skipped: list[CorruptTransitionError] = []
+    columns = codec.stored_columns([message.SerializeToString()], None, skipped.append)
+    assert columns is not None and len(columns) == 0 and len(skipped) == 1
+
+
 def test_n_step_returns_on_a_hand_computed_batch() -> None:
     rewards = torch.tensor([1.0, 0.0, 2.0])
     # Row 0 spans 3 steps, row 1 one (padding only), row 2 two.

@@ -138,6 +138,7 @@ class TransitionCodec:
             episode=transition.episode,
             step=transition.step,
             timestamp_ns=transition.timestamp_ns,
+            span=transition.span,
             later_rewards=transition.later_rewards,
         )
         if _is_stack_append(state, next_state):
@@ -191,6 +192,9 @@ class TransitionCodec:
                     elif found is not spec and found != spec:
                         raise CorruptTransitionError(f"observation {found} differs from this agent's {spec}")
                     matched = described
+                # The scalar span first: reading the repeated field costs several times more, and
+                # nearly every entry of a one-step hive has none.
+                later = _later_rewards(message) if message.span > 1 else ()
             except CorruptTransitionError as error:
                 skip(error)
                 continue
@@ -200,8 +204,7 @@ class TransitionCodec:
             next_blobs.append(message.next_state)
             actions.append(message.action)
             rewards.append(message.reward)
-            later = message.later_rewards
-            later_rewards.append(tuple(later) if later else ())  # copied: the message is reused
+            later_rewards.append(later)
             terminated.append(message.terminated)
             timestamps_ns.append(message.timestamp_ns)
         if spec is None:
@@ -237,7 +240,7 @@ class TransitionCodec:
             episode=message.episode,
             step=message.step,
             timestamp_ns=message.timestamp_ns,
-            later_rewards=tuple(message.later_rewards),
+            later_rewards=_later_rewards(message) if message.span > 1 else (),
         )
 
     def spec(self, message: pb.Transition) -> ObservationSpec:
@@ -350,6 +353,15 @@ class TransitionCodec:
         if len(raw) != expected_bytes:
             raise CorruptTransitionError(f"observation has {len(raw)} bytes, {expected_bytes} expected")
         return raw
+
+
+def _later_rewards(message: pb.Transition) -> tuple[float, ...]:
+    """The later rewards of a message that spans several steps (a copy: messages are reused),
+    checked against its span."""
+    later = tuple(message.later_rewards)
+    if len(later) != message.span - 1:
+        raise CorruptTransitionError(f"span {message.span} with {len(later)} later rewards")
+    return later
 
 
 def _is_stack_append(state: npt.NDArray[np.generic], next_state: npt.NDArray[np.generic]) -> bool:

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10transition.proto\x12\x07\x62org.v1\"\xde\x02\n\nTransition\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x1d\n\x05\x63odec\x18\x02 \x01(\x0e\x32\x0e.borg.v1.Codec\x12\x33\n\x11next_state_layout\x18\x03 \x01(\x0e\x32\x18.borg.v1.NextStateLayout\x12\r\n\x05shape\x18\x04 \x03(\r\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\x0c\x12\x12\n\nnext_state\x18\x07 \x01(\x0c\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\x03\x12\x0e\n\x06reward\x18\t \x01(\x02\x12\x12\n\nterminated\x18\n \x01(\x08\x12\x11\n\ttruncated\x18\x0b \x01(\x08\x12\x10\n\x08\x61gent_id\x18\x0c \x01(\t\x12\x0f\n\x07\x65pisode\x18\r \x01(\x04\x12\x0c\n\x04step\x18\x0e \x01(\x04\x12\x14\n\x0ctimestamp_ns\x18\x0f \x01(\x03\x12\x15\n\rlater_rewards\x18\x10 \x03(\x02*>\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_NONE\x10\x01\x12\x0e\n\nCODEC_ZSTD\x10\x02*t\n\x0fNextStateLayout\x12!\n\x1dNEXT_STATE_LAYOUT_UNSPECIFIED\x10\x00\x12\x1a\n\x16NEXT_STATE_LAYOUT_FULL\x10\x01\x12\"\n\x1eNEXT_STATE_LAYOUT_STACK_APPEND\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10transition.proto\x12\x07\x62org.v1\"\xec\x02\n\nTransition\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x1d\n\x05\x63odec\x18\x02 \x01(\x0e\x32\x0e.borg.v1.Codec\x12\x33\n\x11next_state_layout\x18\x03 \x01(\x0e\x32\x18.borg.v1.NextStateLayout\x12\r\n\x05shape\x18\x04 \x03(\r\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\x0c\x12\x12\n\nnext_state\x18\x07 \x01(\x0c\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\x03\x12\x0e\n\x06reward\x18\t \x01(\x02\x12\x12\n\nterminated\x18\n \x01(\x08\x12\x11\n\ttruncated\x18\x0b \x01(\x08\x12\x10\n\x08\x61gent_id\x18\x0c \x01(\t\x12\x0f\n\x07\x65pisode\x18\r \x01(\x04\x12\x0c\n\x04step\x18\x0e \x01(\x04\x12\x14\n\x0ctimestamp_ns\x18\x0f \x01(\x03\x12\x0c\n\x04span\x18\x10 \x01(\r\x12\x15\n\rlater_rewards\x18\x11 \x03(\x02*>\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_NONE\x10\x01\x12\x0e\n\nCODEC_ZSTD\x10\x02*t\n\x0fNextStateLayout\x12!\n\x1dNEXT_STATE_LAYOUT_UNSPECIFIED\x10\x00\x12\x1a\n\x16NEXT_STATE_LAYOUT_FULL\x10\x01\x12\"\n\x1eNEXT_STATE_LAYOUT_STACK_APPEND\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'transition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODEC']._serialized_start=382
-  _globals['_CODEC']._serialized_end=444
-  _globals['_NEXTSTATELAYOUT']._serialized_start=446
-  _globals['_NEXTSTATELAYOUT']._serialized_end=562
+  _globals['_CODEC']._serialized_start=396
+  _globals['_CODEC']._serialized_end=458
+  _globals['_NEXTSTATELAYOUT']._serialized_start=460
+  _globals['_NEXTSTATELAYOUT']._serialized_end=576
   _globals['_TRANSITION']._serialized_start=30
-  _globals['_TRANSITION']._serialized_end=380
+  _globals['_TRANSITION']._serialized_end=394
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ NEXT_STATE_LAYOUT_FULL: NextStateLayout
 NEXT_STATE_LAYOUT_STACK_APPEND: NextStateLayout
 
 class Transition(_message.Message):
-    __slots__ = ("schema_version", "codec", "next_state_layout", "shape", "dtype", "state", "next_state", "action", "reward", "terminated", "truncated", "agent_id", "episode", "step", "timestamp_ns", "later_rewards")
+    __slots__ = ("schema_version", "codec", "next_state_layout", "shape", "dtype", "state", "next_state", "action", "reward", "terminated", "truncated", "agent_id", "episode", "step", "timestamp_ns", "span", "later_rewards")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     NEXT_STATE_LAYOUT_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class Transition(_message.Message):
     EPISODE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
     LATER_REWARDS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     codec: Codec
@@ -58,5 +59,6 @@ class Transition(_message.Message):
     episode: int
     step: int
     timestamp_ns: int
+    span: int
     later_rewards: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, schema_version: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., next_state_layout: _Optional[_Union[NextStateLayout, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., state: _Optional[bytes] = ..., next_state: _Optional[bytes] = ..., action: _Optional[int] = ..., reward: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., agent_id: _Optional[str] = ..., episode: _Optional[int] = ..., step: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., later_rewards: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, schema_version: _Optional[int] = ..., codec: _Optional[_Union[Codec, str]] = ..., next_state_layout: _Optional[_Union[NextStateLayout, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., state: _Optional[bytes] = ..., next_state: _Optional[bytes] = ..., action: _Optional[int] = ..., reward: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., agent_id: _Optional[str] = ..., episode: _Optional[int] = ..., step: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., span: _Optional[int] = ..., later_rewards: _Optional[_Iterable[float]] = ...) -> None: ...
