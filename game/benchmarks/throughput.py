@@ -469,13 +469,14 @@ class RowByRowCodec(TransitionCodec):
                     message.next_state,
                     message.action,
                     message.reward,
+                    (),  # later rewards: one-step entries, as every entry was then
                     message.terminated,
                     message.timestamp_ns,
                 )
             )
         if spec is None:
             return None
-        columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(9)]
         return StoredColumns(spec, *columns)
 
 
