@@ -72,6 +72,15 @@ def test_oversized_entry_is_refused_unparsed() -> None:
         TransitionCodec(max_entry_bytes=1024).decode(b"\x00" * 2048)
 
 
+def test_a_schema_version_this_reader_does_not_know_is_refused() -> None:
+    codec = TransitionCodec()
+    vector = np.zeros(4, np.float32)
+    message = codec.parse(codec.encode(Transition(vector, 0, 0.0, vector, False, False)))
+    message.schema_version = 3
+    with pytest.raises(CorruptTransitionError, match="unknown schema_version 3"):
+        codec.decode(message.SerializeToString())
+
+
 def test_batch_fill_is_bit_exact_to_decoding_one_by_one() -> None:
     """The sampler's batch path (mixed layouts, both codecs) equals decode() row by row."""
     rng = np.random.default_rng(4)

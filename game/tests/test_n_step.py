@@ -103,6 +103,9 @@ def test_later_rewards_survive_the_codec() -> None:
     decoded = codec.decode(codec.encode(folded))
     assert decoded.later_rewards == (-0.25, 7.5) and decoded.span == 3
     assert codec.decode(codec.encode(step(0, 1.0))).later_rewards == ()
+    # Version 2 marks n-step entries, which a reader from before them would skip, not misread.
+    assert codec.parse(codec.encode(folded)).schema_version == 2
+    assert codec.parse(codec.encode(step(0, 1.0))).schema_version == 1
 
 
 def test_an_entry_whose_span_and_later_rewards_disagree_is_corrupt() -> None:

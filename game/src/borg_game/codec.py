@@ -18,6 +18,11 @@ import zstandard
 from borg_game import transition_pb2 as pb
 
 SCHEMA_VERSION = 1
+# n-step entries (span > 1) say version 2: a reader from before n-step returns would take one
+# for a one-step transition (its reward alone, bootstrapped from a state n steps on) and learn
+# wrong targets; it skips a version it does not know instead. One-step entries stay version 1.
+N_STEP_SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (SCHEMA_VERSION, N_STEP_SCHEMA_VERSION)
 
 
 class CorruptTransitionError(ValueError):
@@ -125,7 +130,7 @@ class TransitionCodec:
                 f"state {state.shape}/{state.dtype} and next_state {next_state.shape}/{next_state.dtype} differ"
             )
         message = pb.Transition(
-            schema_version=SCHEMA_VERSION,
+            schema_version=SCHEMA_VERSION if transition.span == 1 else N_STEP_SCHEMA_VERSION,
             codec=pb.CODEC_ZSTD,
             shape=list(state.shape),
             dtype=state.dtype.str,
@@ -272,7 +277,7 @@ class TransitionCodec:
             message.ParseFromString(data)
         except Exception as error:  # protobuf raises DecodeError, but its type varies by backend
             raise CorruptTransitionError(f"not a Transition message: {error}") from None
-        if message.schema_version != SCHEMA_VERSION:
+        if message.schema_version not in KNOWN_SCHEMA_VERSIONS:
             raise CorruptTransitionError(f"unknown schema_version {message.schema_version}")
 
     def fill(
