@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,16 +150,17 @@ def test_ctrl_c_stops_every_process_with_final_checkpoints(tmp_path: Path) -> No
         start_new_session=True,  # its own process group, as a terminal gives it
     )
     assert hive.stdout is not None
-    deadline = time.monotonic() + 120
-    progress_seen = False
+    # Ctrl-C once the console shows both agents past step 0: each has something to checkpoint.
+    deadline = time.monotonic() + 300
+    steps: dict[str, int] = {}
     lines = []
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (len(steps) == 2 and min(steps.values()) > 0):
         line = hive.stdout.readline()
         lines.append(line)
-        if "agent-1 " in line and "step" in line:
-            progress_seen = True
-            break
-    assert progress_seen, "".join(lines)
+        agent_line = re.match(r"\s+(agent-\d+)\s.*\bstep\s+([\d,]+) of", line)
+        if agent_line:
+            steps[agent_line[1]] = int(agent_line[2].replace(",", ""))
+    assert len(steps) == 2 and min(steps.values()) > 0, "".join(lines)
     children = [
         int(pid)
         for pid in subprocess.run(["pgrep", "-P", str(hive.pid)], capture_output=True, text=True).stdout.split()
