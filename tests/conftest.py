@@ -334,8 +334,9 @@ def consume_records(
     try:
         partitions = _topic_partitions(consumer, topics, deadline)
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic, partition in partitions])
-        next_offsets = {key: _watermarks(consumer, key)[0] for key in partitions}
-        known_ends = {key: _watermarks(consumer, key)[1] for key in partitions}
+        first_and_next = {key: _watermarks(consumer, key) for key in partitions}
+        next_offsets = {key: first for key, (first, _) in first_and_next.items()}
+        known_ends = {key: end for key, (_, end) in first_and_next.items()}
         while time.monotonic() < deadline:
             if all(next_offsets[key] >= known_ends[key] for key in partitions):
                 counts = {topic: sum(record.topic == topic for record in records) for topic in topics}
