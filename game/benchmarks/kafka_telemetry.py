@@ -111,6 +111,7 @@ def main() -> int:
                     mean_q=1.0,
                     grad_norm=0.5,
                     learning_rate=1e-4,
+                    n_step=1,
                     epsilon=0.01,
                     replay_sample_age_seconds=2.0,
                     replay_size=100_000,

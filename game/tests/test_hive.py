@@ -230,11 +230,12 @@ def test_agents_of_one_hive_run_with_their_own_settings(tmp_path: Path) -> None:
         AGENT1__training_log_file="agent-1.jsonl",
         AGENT1__learning_rate=0.0005,
         AGENT1__eval_epsilon=0.5,
+        AGENT1__n_step=3,
         **CARTPOLE,
     )
     assert completed.returncode == 0, completed.stderr
-    expected = {0: (2.3e-3, 0.0), 1: (0.0005, 0.5)}  # agent 0: the CartPole preset
-    for index, (learning_rate, eval_epsilon) in expected.items():
+    expected = {0: (2.3e-3, 0.0, 1), 1: (0.0005, 0.5, 3)}  # agent 0: the CartPole preset
+    for index, (learning_rate, eval_epsilon, n_step) in expected.items():
         records = read_log(tmp_path / f"agent-{index}.jsonl")
         assert {record["agent_id"] for record in records} == {f"agent-{index}"}
         assert {(record["exploration"], record["agent_index"], record["hive_size"]) for record in records} == {
@@ -244,6 +245,7 @@ def test_agents_of_one_hive_run_with_their_own_settings(tmp_path: Path) -> None:
         evals = [record for record in records if record["type"] == "eval"]
         assert trains and evals
         assert {record["learning_rate"] for record in trains} == {learning_rate}
+        assert {record["n_step"] for record in trains} == {n_step}
         assert {record["eval_epsilon"] for record in evals} == {eval_epsilon}
         # ape_x with N=2: agent 0 explores at 0.4, agent 1 at 0.4 ** 8.
         assert {record["epsilon"] for record in records if "epsilon" in record} == {0.4 ** (1 + 7 * index)}

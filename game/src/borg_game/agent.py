@@ -284,6 +284,7 @@ class Agent:
             mean_q=mean_q,
             grad_norm=grad_norm,
             learning_rate=self.learning_rate(),
+            n_step=self.settings.n_step,
             epsilon=self.epsilon(),
             replay_sample_age_seconds=sample_age_seconds,
             replay_size=sampler.size(),

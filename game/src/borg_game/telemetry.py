@@ -51,6 +51,7 @@ class TrainRecord:
     mean_q: float
     grad_norm: float
     learning_rate: float
+    n_step: int
     epsilon: float
     replay_sample_age_seconds: float
     replay_size: int
