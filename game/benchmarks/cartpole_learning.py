@@ -316,40 +316,44 @@ def summarize_configs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
-    """The issue's goal: the best hive of 4 reaches 475 in < half a lone agent's own steps and stays (>= 90%)."""
+    """The issue's goal: the best hive of 4 reaches 475 in < half a lone agent's own steps and stays (>= 90%).
 
-    def median_steps(config: str, measure: str = "best_agent_own_steps_to_475") -> float:
+    The best configuration of each side is the one whose best agent held 475 soonest (two
+    evaluations in a row, the median over seeds), then the one that touched it soonest, then
+    the one that stayed there most: ranked by the first touch alone, a configuration whose
+    agents balanced for 500 steps at their first evaluation by luck and never again would win.
+    Both ratios are given for that one pair.
+    """
+
+    def median_steps(config: str, measure: str) -> float:
         median = summary[config][measure]["median"]
         return float("inf") if median is None else float(median)
 
-    def ratio_of(hive_steps: float, lone_steps: float) -> float | None:
+    def rank(config: str) -> tuple[float, float, float]:
+        return (
+            median_steps(config, "best_agent_own_steps_to_475_held"),
+            median_steps(config, "best_agent_own_steps_to_475"),
+            -(summary[config]["later_evaluations_at_475_share"] or 0.0),
+        )
+
+    def ratio_of(measure: str) -> float | None:
+        hive_steps, lone_steps = median_steps(best_hive, measure), median_steps(best_lone, measure)
         return hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
 
     lone = [config for config in summary if config.startswith("hive-1-")]
     hives = [config for config in summary if config.startswith("hive-4-")]
     if not lone or not hives:
         return {"judged": False, "why": "needs hives of 1 and of 4 in the same run"}
-    best_lone = min(lone, key=median_steps)
-    best_hive = min(
-        hives, key=lambda config: (median_steps(config), -(summary[config]["later_evaluations_at_475_share"] or 0))
-    )
-    lone_steps, hive_steps = median_steps(best_lone), median_steps(best_hive)
+    best_lone, best_hive = min(lone, key=rank), min(hives, key=rank)
+    ratio = ratio_of("best_agent_own_steps_to_475")
     share = summary[best_hive]["later_evaluations_at_475_share"]
-    ratio = ratio_of(hive_steps, lone_steps)
-
-    def median_held(config: str) -> float:
-        return median_steps(config, "best_agent_own_steps_to_475_held")
-
-    best_lone_held, best_hive_held = min(lone, key=median_held), min(hives, key=median_held)
     return {
         "judged": True,
         "best_lone_config": best_lone,
         "best_hive_4_config": best_hive,
         "own_steps_ratio_hive_4_to_lone": ratio,
-        # The same ratio with two evaluations >= 475 in a row (own_steps_to_475_held).
-        "best_lone_config_held": best_lone_held,
-        "best_hive_4_config_held": best_hive_held,
-        "own_steps_ratio_hive_4_to_lone_held": ratio_of(median_held(best_hive_held), median_held(best_lone_held)),
+        # The same pair, with two evaluations >= 475 in a row (own_steps_to_475_held).
+        "own_steps_ratio_hive_4_to_lone_held": ratio_of("best_agent_own_steps_to_475_held"),
         "hive_4_later_evaluations_at_475_share": share,
         "met": ratio is not None and ratio < 0.5 and share is not None and share >= 0.9,
     }
@@ -381,8 +385,8 @@ def print_summary(summary: dict[str, Any], goal: dict[str, Any]) -> None:
             f"{'met' if goal['met'] else 'NOT met'}"
         )
         print(
-            f"the same with two evaluations >= 475 in a row: {goal['best_hive_4_config_held']} / "
-            f"{goal['best_lone_config_held']} = {_show(goal['own_steps_ratio_hive_4_to_lone_held'], '.2f')}"
+            "the same with two evaluations >= 475 in a row: "
+            f"{_show(goal['own_steps_ratio_hive_4_to_lone_held'], '.2f')}"
         )
 
 
