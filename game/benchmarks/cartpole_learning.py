@@ -336,15 +336,16 @@ def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
             -(summary[config]["later_evaluations_at_475_share"] or 0.0),
         )
 
-    def ratio_of(measure: str) -> float | None:
-        hive_steps, lone_steps = median_steps(best_hive, measure), median_steps(best_lone, measure)
-        return hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
-
     lone = [config for config in summary if config.startswith("hive-1-")]
     hives = [config for config in summary if config.startswith("hive-4-")]
     if not lone or not hives:
         return {"judged": False, "why": "needs hives of 1 and of 4 in the same run"}
     best_lone, best_hive = min(lone, key=rank), min(hives, key=rank)
+
+    def ratio_of(measure: str) -> float | None:
+        hive_steps, lone_steps = median_steps(best_hive, measure), median_steps(best_lone, measure)
+        return hive_steps / lone_steps if lone_steps != float("inf") and hive_steps != float("inf") else None
+
     ratio = ratio_of("best_agent_own_steps_to_475")
     share = summary[best_hive]["later_evaluations_at_475_share"]
     return {
