@@ -21,6 +21,7 @@ def learner_settings(**overrides: str) -> Settings:
         "CONFIG_env_id": "CartPole-v1",
         "CONFIG_mlp_hidden_sizes": "32,32",
         "CONFIG_learning_rate": "0.001",
+        "CONFIG_tau": "1.0",  # a hard target update: the tests below check the copy
         "CONFIG_device": "cpu",
     }
     environ.update({f"CONFIG_{key}": value for key, value in overrides.items()})

@@ -108,7 +108,7 @@ def test_agent_exits_at_once_on_unknown_key(tmp_path: Path) -> None:
 
 def test_cartpole_gets_its_preset_and_explicit_values_win() -> None:
     cartpole = load_settings({"CONFIG_env_id": "CartPole-v1"}, env_file=None)
-    assert cartpole.learning_rate == 2.3e-3 and cartpole.train_frequency == 256 and not cartpole.clip_rewards
+    assert cartpole.learning_rate == 5e-4 and cartpole.tau == 0.005 and not cartpole.clip_rewards
     overridden = load_settings({"CONFIG_env_id": "CartPole-v1", "CONFIG_LEARNING_RATE": "0.01"}, env_file=None)
     assert overridden.learning_rate == 0.01 and overridden.batch_size == 64
     pong = load_settings({}, env_file=None)
@@ -123,14 +123,14 @@ def test_an_agents_own_overrides_apply_to_it_alone() -> None:
     }
     first = load_settings(environ, env_file=None, agent_index=0)
     second = load_settings(environ, env_file=None, agent_index=1)
-    assert (first.learning_rate, first.eval_epsilon) == (2.3e-3, 0.0)  # the CartPole preset
+    assert (first.learning_rate, first.eval_epsilon) == (5e-4, 0.0)  # the CartPole preset
     assert (second.learning_rate, second.eval_epsilon, second.agent_index) == (0.01, 0.5, 1)
 
 
 def test_overrides_follow_the_configured_index_and_may_switch_the_preset() -> None:
     environ = {"CONFIG_agent_index": "2", "CONFIG_AGENT2__env_id": "CartPole-v1"}
     settings = load_settings(environ, env_file=None)
-    assert settings.env_id == "CartPole-v1" and settings.train_frequency == 256
+    assert settings.env_id == "CartPole-v1" and settings.tau == 0.005
 
 
 def test_an_unknown_override_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
